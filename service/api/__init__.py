@@ -1,0 +1,1 @@
+"""REST routes: publishing, the head cursor and the operational endpoints."""

@@ -1,0 +1,80 @@
+"""Every HTTP error as an RFC 9457 problem+json body whose detail names the field."""
+
+from __future__ import annotations
+
+import http
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+
+from ..errors import BrokerUnavailable, InvalidInput
+
+log = logging.getLogger("herald.api")
+
+
+def _title(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _from_invalid(exc: InvalidInput) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=exc.status,
+        title=_title(exc.status),
+        detail=f"{exc.field}: {exc.detail}",
+        extra={"field": exc.field},
+    )
+
+
+def _from_unavailable(exc: BrokerUnavailable) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=503,
+        title=_title(503),
+        detail=f"event not taken, retry later: {exc}",
+        headers={"Retry-After": "2"},
+    )
+
+
+def _from_http(exc: HTTPException) -> ProblemDetailsException:
+    detail = exc.detail
+    extra = exc.extra
+    if isinstance(extra, list) and extra:
+        # Litestar's validation errors list {"message", "key", "source"}.
+        first = extra[0]
+        if isinstance(first, dict) and "key" in first:
+            detail = f"{first['key']}: {first.get('message', detail)}"
+    return ProblemDetailsException(
+        status_code=exc.status_code,
+        title=_title(exc.status_code),
+        detail=detail,
+        headers=exc.headers,
+    )
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Log an unexpected error and answer 500 without leaking internals."""
+    log.error("request failed", exc_info=exc, extra={"path": request.url.path})
+    return ProblemDetailsException(
+        status_code=500, title=_title(500), detail="internal error, logged"
+    ).to_response(request)
+
+
+def plugin() -> ProblemDetailsPlugin:
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            exception_to_problem_detail_map={
+                InvalidInput: _from_invalid,
+                BrokerUnavailable: _from_unavailable,
+                HTTPException: _from_http,
+            }
+        )
+    )

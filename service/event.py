@@ -1,0 +1,93 @@
+"""Events as the hub carries them: stored once, encoded once per wire format."""
+
+from __future__ import annotations
+
+import datetime
+
+import msgspec
+
+_encoder = msgspec.json.Encoder()
+
+
+def now_rfc3339() -> str:
+    """The current UTC time, RFC 3339 with milliseconds."""
+    now = datetime.datetime.now(datetime.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def encode_body(topic: str, type_: str, data: bytes, time: str) -> bytes:
+    """The stored form of an event: its JSON members without the id.
+
+    `type` comes first so that readers can take it without decoding; `data`
+    is already JSON (one line: msgspec escapes every control character).
+    """
+    return (
+        b'"type":"'
+        + type_.encode()
+        + b'","topic":"'
+        + topic.encode()
+        + b'","time":"'
+        + time.encode()
+        + b'","data":'
+        + data
+    )
+
+
+class Event:
+    """One stored event; the wire encodings are built on first use, once."""
+
+    __slots__ = ("_json", "_sse", "_ws", "body", "id", "seq", "topic", "type")
+
+    def __init__(self, seq: int, topic: str, body: bytes, epoch: str) -> None:
+        self.seq = seq
+        self.topic = topic
+        self.body = body
+        self.id = f"{epoch}-{seq}"
+        end = body.index(b'"', 8)
+        self.type = body[8:end].decode()
+        self._json: bytes | None = None
+        self._sse: bytes | None = None
+        self._ws: str | None = None
+
+    @property
+    def json(self) -> bytes:
+        """`{"id", "type", "topic", "time", "data"}` as bytes."""
+        if self._json is None:
+            self._json = b'{"id":"' + self.id.encode() + b'",' + self.body + b"}"
+        return self._json
+
+    @property
+    def sse(self) -> bytes:
+        """One complete SSE event block, ending with its blank line."""
+        if self._sse is None:
+            self._sse = (
+                b"id: "
+                + self.id.encode()
+                + b"\nevent: "
+                + self.type.encode()
+                + b"\ndata: "
+                + self.json
+                + b"\n\n"
+            )
+        return self._sse
+
+    @property
+    def ws(self) -> str:
+        """The WebSocket text frame `{"op": "event", ...event}`."""
+        if self._ws is None:
+            self._ws = '{"op":"event",' + self.json[1:].decode()
+        return self._ws
+
+    def summary(self) -> dict[str, str]:
+        """The stored event without its data, as publish answers it."""
+        head = msgspec.json.decode(b"{" + self.body.split(b',"data":', 1)[0] + b"}")
+        return {"id": self.id, **head}
+
+
+def gap_notice(asked: str | None, resumed: str) -> dict[str, str | None]:
+    """The members of a gap notice, shared by every transport."""
+    return {"cursor": asked, "resumed": resumed}
+
+
+def encode(value: object) -> bytes:
+    return _encoder.encode(value)

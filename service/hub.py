@@ -1,0 +1,245 @@
+"""The hub: one per process, it fans the broker's live feed out to subscriptions.
+
+It reads the live feed once, matches each event against a token trie of
+patterns and pushes it, already encoded, to each matching subscription. It
+keeps a bounded cache of the newest events so that resumes and long polls
+close behind the head are served without a round trip to the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import time
+from collections.abc import Sequence
+
+from .broker import Broker
+from .connection import Connection
+from .cursor import Cursor
+from .errors import EndReason, HeraldError
+from .event import Event
+from .subscription import Gap, Item, Subscription
+from .topics import PatternTrie, pattern_matches
+
+log = logging.getLogger("herald.hub")
+
+
+class InstanceFull(HeraldError):
+    """The instance holds as many subscriptions as it is allowed."""
+
+
+class Hub:
+    """Local fan-out of one process; see the module docstring."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        max_connections: int = 50_000,
+        queue_events: int = 1000,
+        queue_bytes: int = 1024 * 1024,
+        cache_events: int = 10_000,
+        cache_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
+        self.broker = broker
+        self.head = 0
+        self.subscriptions: set[Subscription] = set()
+        self._trie: PatternTrie[Subscription] = PatternTrie()
+        self._max_connections = max_connections
+        self._queue_events = queue_events
+        self._queue_bytes = queue_bytes
+        self._cache: list[Event] = []
+        self._cache_floor = 0
+        self._cache_bytes = 0
+        self._cache_max_events = cache_events
+        self._cache_max_bytes = cache_bytes
+        self.connections: set[Connection] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def epoch(self) -> str:
+        return self.broker.epoch
+
+    @property
+    def head_cursor(self) -> str:
+        return str(Cursor(self.epoch, self.head))
+
+    async def start(self) -> None:
+        """Start the live feed just after the newest stored event."""
+        bounds = await self.broker.bounds()
+        self.head = bounds.last
+        self._cache_floor = bounds.last
+        await self.broker.start_live(bounds.last, self._dispatch)
+
+    def start_pings(self, interval: float) -> None:
+        """Wake every connection silent for `interval` seconds so it sends a ping.
+
+        One sweep a second for the whole process is far cheaper than a
+        timer per connection per wait.
+        """
+
+        async def sweep() -> None:
+            while True:
+                await asyncio.sleep(min(1.0, interval / 2))
+                stale = time.monotonic() - interval
+                for conn in self.connections:
+                    if conn.written < stale and not conn.ping_due:
+                        conn.ping_due = True
+                        conn.wake.set()
+
+        self._sweeper = asyncio.get_running_loop().create_task(sweep())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.end_all(EndReason.DRAIN)
+
+    def connect(self, transport: str) -> Connection:
+        """Count a new client connection, or raise InstanceFull."""
+        if len(self.connections) >= self._max_connections:
+            raise InstanceFull
+        conn = Connection(transport)
+        self.connections.add(conn)
+        self._idle.clear()
+        return conn
+
+    def disconnect(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if not self.connections:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no client connection is open."""
+        await self._idle.wait()
+
+    def _dispatch(self, event: Event) -> None:
+        # Called for every event, in sequence order: keep it free of awaits.
+        self.head = event.seq
+        self._remember(event)
+        dead = None
+        for sub in self._trie.match(event.topic):
+            sub.push(event)
+            if sub.ended is not None:
+                dead = dead or []
+                dead.append(sub)
+        if dead:
+            for sub in dead:
+                self.close(sub, sub.ended or EndReason.SLOW)
+
+    def _remember(self, event: Event) -> None:
+        cache = self._cache
+        cache.append(event)
+        self._cache_bytes += len(event.body)
+        over = len(cache) - self._cache_max_events
+        if (
+            over > self._cache_max_events // 4
+            or self._cache_bytes > self._cache_max_bytes
+        ):
+            # Trim in chunks so the list shift is paid once per many events.
+            cut = max(over, len(cache) // 4, 1)
+            self._cache_bytes -= sum(len(e.body) for e in cache[:cut])
+            self._cache_floor = cache[cut - 1].seq
+            del cache[:cut]
+
+    async def open(
+        self, patterns: Sequence[str], cursor: Cursor | None, conn: Connection
+    ) -> Subscription:
+        """Register a subscription starting at `cursor`, or at the head if None.
+
+        The subscription is in the trie before this returns, so every event
+        the broker stores after that is delivered; with a cursor, events
+        between it and the head are replayed first, and a gap notice comes
+        first if some of them are no longer retained.
+        """
+        wake = conn.wake
+        sub = Subscription(
+            list(patterns), self.epoch, wake, self._queue_events, self._queue_bytes
+        )
+        if cursor is not None:
+            start = await self._start_after(cursor)
+            sub.last_seq = start
+            if start != cursor.seq or cursor.epoch != self.epoch:
+                sub.gap = Gap(str(cursor), str(Cursor(self.epoch, start)))
+
+        # No await between reading the head and registering: every event
+        # after `head` is then pushed live, everything up to it is replayed.
+        if cursor is None:
+            sub.last_seq = self.head
+        sub.replay_until = self.head
+        self.subscriptions.add(sub)
+        for pattern in sub.patterns:
+            self._trie.add(pattern, sub)
+        if sub.ready:
+            wake.set()
+        return sub
+
+    async def _start_after(self, cursor: Cursor) -> int:
+        """The sequence to deliver after for `cursor`: its own, or the one before
+        the oldest retained event when the cursor is gone or foreign."""
+        if cursor.epoch == self.epoch and self._cache_floor <= cursor.seq <= self.head:
+            return cursor.seq
+        bounds = await self.broker.bounds()
+        if cursor.epoch == self.epoch and bounds.first - 1 <= cursor.seq <= bounds.last:
+            return cursor.seq
+        return bounds.first - 1
+
+    def close(
+        self, sub: Subscription, reason: EndReason = EndReason.CLIENT_GONE
+    ) -> None:
+        """Unregister `sub`; safe to call more than once."""
+        sub.end(reason)
+        if sub in self.subscriptions:
+            self.subscriptions.discard(sub)
+            for pattern in sub.patterns:
+                self._trie.remove(pattern, sub)
+
+    def end_all(self, reason: EndReason) -> None:
+        """End every subscription and wake every connection, as when draining."""
+        for sub in list(self.subscriptions):
+            self.close(sub, reason)
+        for conn in self.connections:
+            conn.wake.set()
+
+    def unsubscribe(self, sub: Subscription, patterns: Sequence[str]) -> None:
+        """Drop `patterns` from `sub`; a subscription left with none is closed."""
+        for pattern in patterns:
+            if pattern in sub.patterns:
+                sub.patterns.remove(pattern)
+                if pattern not in sub.patterns:
+                    self._trie.remove(pattern, sub)
+        if not sub.patterns:
+            self.close(sub)
+
+    async def next(self, sub: Subscription, limit: int) -> list[Item]:
+        """Items ready for `sub`: a replay page while replaying, else its queue."""
+        if not sub.replaying:
+            return sub.take(limit)
+
+        items: list[Item] = []
+        if sub.gap is not None:
+            items.append(sub.gap)
+            sub.gap = None
+        events, position = await self._read(sub, limit)
+        sub.advance(position)
+        items.extend(events)
+        return items
+
+    async def _read(self, sub: Subscription, limit: int) -> tuple[list[Event], int]:
+        after, until = sub.last_seq, sub.replay_until
+        if after < self._cache_floor:
+            return await self.broker.read(sub.patterns, after, until, limit)
+
+        cache = self._cache
+        out: list[Event] = []
+        i = bisect.bisect_right(cache, after, key=lambda e: e.seq)
+        for j in range(i, len(cache)):
+            event = cache[j]
+            if event.seq > until:
+                break
+            if any(pattern_matches(p, event.topic) for p in sub.patterns):
+                if len(out) == limit:
+                    return out, out[-1].seq
+                out.append(event)
+        return out, until

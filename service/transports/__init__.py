@@ -1,0 +1,1 @@
+"""Transports: each translates between the hub and one wire format, nothing more."""

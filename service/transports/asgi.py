@@ -1,0 +1,124 @@
+"""ASGI plumbing the transports share: query parsing, problems, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ..connection import Connection
+from ..cursor import Cursor
+from ..errors import InvalidInput
+from ..protocol import encode
+from ..topics import check_pattern
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class Query:
+    """The query string of a subscribe request, with checked accessors."""
+
+    def __init__(self, scope: Scope) -> None:
+        raw = scope.get("query_string", b"")
+        try:
+            pairs = parse_qsl(raw.decode(), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidInput("query", "is not valid UTF-8") from None
+        self._pairs = pairs
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self._pairs if k == name]
+
+    def one(self, name: str) -> str | None:
+        values = self.all(name)
+        if len(values) > 1:
+            raise InvalidInput(name, "given more than once")
+        return values[0] if values else None
+
+    def patterns(self, max_topics: int, *, required: bool = True) -> list[str]:
+        patterns = self.all("topic")
+        if required and not patterns:
+            raise InvalidInput("topic", "at least one topic pattern is required")
+        if len(patterns) > max_topics:
+            raise InvalidInput("topic", f"more than {max_topics} patterns")
+        return [check_pattern(p) for p in dict.fromkeys(patterns)]
+
+    def cursor(self, header: str | None = None) -> Cursor | None:
+        if header is not None:
+            return Cursor.parse(header, "Last-Event-ID")
+        value = self.one("cursor")
+        return None if value is None or value == "" else Cursor.parse(value)
+
+    def number(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.one(name)
+        if value is None:
+            return default
+        if not value.isdigit() or not low <= int(value) <= high:
+            raise InvalidInput(name, f"must be a whole number from {low} to {high}")
+        return int(value)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
+
+
+async def send_problem(
+    send: Send,
+    status: int,
+    detail: str,
+    title: str = "",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer with an RFC 9457 problem+json body."""
+    body = encode(
+        {
+            "type": "about:blank",
+            "status": status,
+            "title": title or _title(status),
+            "detail": detail,
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _title(status: int) -> str:
+    return {
+        400: "Bad Request",
+        405: "Method Not Allowed",
+        413: "Content Too Large",
+        422: "Unprocessable Content",
+        503: "Service Unavailable",
+    }.get(status, "Error")
+
+
+def watch_disconnect(receive: Receive, conn: Connection) -> asyncio.Task[None]:
+    """A task that wakes `conn` and marks it gone when the client hangs up."""
+
+    async def watch() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                conn.hang_up()
+                return
+
+    return asyncio.get_running_loop().create_task(watch())

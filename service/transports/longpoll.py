@@ -1,0 +1,103 @@
+"""Long polling: `GET /v1/poll` answers with the events after a cursor.
+
+It answers at once when there are events, else when the next one comes or
+the timeout runs out. The answer's cursor goes into the next poll, so an
+event published between two polls is in the second answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..errors import BrokerUnavailable, InvalidInput
+from ..event import Event
+from ..hub import InstanceFull
+from ..runtime import Runtime
+from ..subscription import Gap
+from .asgi import Query, Receive, Scope, Send, send_problem, watch_disconnect
+
+NAME = "poll"
+MAX_TIMEOUT = 55
+MAX_LIMIT = 1000
+
+
+async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one poll."""
+    if scope.get("method") not in ("GET", "HEAD"):
+        await send_problem(send, 405, "use GET", headers=[(b"allow", b"GET")])
+        return
+    try:
+        query = Query(scope)
+        patterns = query.patterns(rt.settings.max_topics)
+        cursor = query.cursor()
+        timeout = query.number("timeout", 25, 0, MAX_TIMEOUT)
+        limit = query.number("limit", 100, 1, MAX_LIMIT)
+    except InvalidInput as exc:
+        await send_problem(send, exc.status, f"{exc.field}: {exc.detail}")
+        return
+    if rt.draining:
+        timeout = 0
+
+    hub = rt.hub
+    try:
+        conn = hub.connect(NAME)
+    except InstanceFull:
+        await send_problem(send, 503, "instance full", headers=[(b"retry-after", b"5")])
+        return
+    watcher = None
+    try:
+        try:
+            sub = await hub.open(patterns, cursor, conn)
+        except BrokerUnavailable as exc:
+            await send_problem(send, 503, str(exc), headers=[(b"retry-after", b"2")])
+            return
+        try:
+            watcher = watch_disconnect(receive, conn)
+            events: list[bytes] = []
+            gap = False
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while not events and not gap and sub.ended is None and not conn.gone:
+                if not sub.ready:
+                    if loop.time() >= deadline:
+                        break
+                    conn.wake.clear()
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            await conn.wake.wait()
+                    except TimeoutError:
+                        break
+                    continue
+                for item in await hub.next(sub, limit - len(events)):
+                    if isinstance(item, Gap):
+                        gap = True
+                    elif isinstance(item, Event):
+                        events.append(item.json)
+            if conn.gone:
+                return
+            body = (
+                b'{"events":['
+                + b",".join(events)
+                + b'],"cursor":"'
+                + sub.cursor.encode()
+                + (b'","gap":true}' if gap else b'","gap":false}')
+            )
+        finally:
+            hub.close(sub)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        hub.disconnect(conn)
+
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,132 @@
+"""Server-Sent Events: `GET /v1/sse`, one stream of `id:`/`event:`/`data:` blocks."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from ..errors import BrokerUnavailable, EndReason, InvalidInput
+from ..event import Event
+from ..hub import InstanceFull
+from ..protocol import encode
+from ..runtime import Runtime
+from ..subscription import Item
+from .asgi import Query, Receive, Scope, Send, header, send_problem, watch_disconnect
+
+log = logging.getLogger("herald.sse")
+
+NAME = "sse"
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_PING = b": ping\n\n"
+_PAGE = 256
+
+
+def encode_item(item: Item) -> bytes:
+    """An event's shared SSE bytes, or a `herald.gap` block with its own id."""
+    if isinstance(item, Event):
+        return item.sse
+    body = encode({"type": "herald.gap", "cursor": item.asked, "resumed": item.resumed})
+    return (
+        b"id: "
+        + item.resumed.encode()
+        + b"\nevent: herald.gap\ndata: "
+        + body
+        + b"\n\n"
+    )
+
+
+async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one SSE stream until the client leaves, falls behind, or we drain."""
+    if scope.get("method") not in ("GET", "HEAD"):
+        await send_problem(send, 405, "use GET", headers=[(b"allow", b"GET")])
+        return
+    if rt.draining:
+        await send_problem(
+            send, 503, "server draining, reconnect", headers=[(b"retry-after", b"1")]
+        )
+        return
+    try:
+        query = Query(scope)
+        patterns = query.patterns(rt.settings.max_topics)
+        cursor = query.cursor(header(scope, b"last-event-id") or None)
+    except InvalidInput as exc:
+        await send_problem(send, exc.status, f"{exc.field}: {exc.detail}")
+        return
+
+    hub = rt.hub
+    try:
+        conn = hub.connect(NAME)
+    except InstanceFull:
+        await send_problem(send, 503, "instance full", headers=[(b"retry-after", b"5")])
+        return
+    try:
+        try:
+            sub = await hub.open(patterns, cursor, conn)
+        except BrokerUnavailable as exc:
+            await send_problem(send, 503, str(exc), headers=[(b"retry-after", b"2")])
+            return
+        try:
+            await _stream(rt, sub, conn, receive, send)
+        finally:
+            hub.close(sub)
+    finally:
+        hub.disconnect(conn)
+
+
+async def _stream(rt, sub, conn, receive, send) -> None:  # type: ignore[no-untyped-def]
+    await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+    await send(
+        {
+            "type": "http.response.body",
+            "body": f"retry: {rt.settings.retry_ms}\n\n".encode(),
+            "more_body": True,
+        }
+    )
+    conn.wrote()
+    watcher = watch_disconnect(receive, conn)
+    hub = rt.hub
+    try:
+        while True:
+            if (
+                not sub.ready
+                and sub.ended is None
+                and not conn.gone
+                and not conn.ping_due
+            ):
+                conn.wake.clear()
+                await conn.wake.wait()
+            if conn.gone:
+                return
+            if sub.ended is not None:
+                break
+            if sub.ready:
+                items = await hub.next(sub, _PAGE)
+                if items:
+                    chunk = b"".join([encode_item(i) for i in items])
+                    await send(
+                        {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
+                    conn.wrote()
+            elif conn.ping_due:
+                await send(
+                    {"type": "http.response.body", "body": _PING, "more_body": True}
+                )
+                conn.wrote()
+        await send({"type": "http.response.body", "body": _farewell(rt, sub.ended)})
+    except OSError:
+        return
+    finally:
+        watcher.cancel()
+
+
+def _farewell(rt: Runtime, reason: EndReason) -> bytes:
+    """The last bytes of a stream: a jittered retry when draining, so clients
+    spread their reconnects, and a comment saying why."""
+    if reason is EndReason.DRAIN:
+        retry = int(rt.settings.retry_ms * random.uniform(0.5, 1.5))
+        return f": {reason.value}\nretry: {retry}\n\n".encode()
+    return f": {reason.value}\n\n".encode()
