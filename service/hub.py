@@ -158,9 +158,9 @@ class Hub:
             list(patterns), self.epoch, wake, self._queue_events, self._queue_bytes
         )
         if cursor is not None:
-            start = await self._start_after(cursor)
+            start, gap = await self._resume_point(sub.patterns, cursor)
             sub.last_seq = start
-            if start != cursor.seq or cursor.epoch != self.epoch:
+            if gap:
                 sub.gap = Gap(str(cursor), str(Cursor(self.epoch, start)))
 
         # No await between reading the head and registering: every event
@@ -175,15 +175,27 @@ class Hub:
             wake.set()
         return sub
 
-    async def _start_after(self, cursor: Cursor) -> int:
-        """The sequence to deliver after for `cursor`: its own, or the one before
-        the oldest retained event when the cursor is gone or foreign."""
-        if cursor.epoch == self.epoch and self._cache_floor <= cursor.seq <= self.head:
-            return cursor.seq
+    async def _resume_point(
+        self, patterns: Sequence[str], cursor: Cursor
+    ) -> tuple[int, bool]:
+        """The sequence to deliver after for `cursor`, and whether some of the
+        events it asks for are gone (a gap notice is then due).
+
+        A cursor that is gone or foreign resumes before the oldest retained
+        event; one whose topics lost events to the per-topic limit resumes
+        where it is, after the notice.
+        """
+        # Only a cursor at the head skips the broker: the cache may still hold
+        # events the broker has evicted, and serving those instead of a gap
+        # would make the answer depend on which instance a client reaches.
+        if cursor.epoch == self.epoch and cursor.seq == self.head:
+            return cursor.seq, False
         bounds = await self.broker.bounds()
-        if cursor.epoch == self.epoch and bounds.first - 1 <= cursor.seq <= bounds.last:
-            return cursor.seq
-        return bounds.first - 1
+        if cursor.epoch != self.epoch or not (
+            bounds.first - 1 <= cursor.seq <= bounds.last
+        ):
+            return bounds.first - 1, True
+        return cursor.seq, await self.broker.dropped(patterns, cursor.seq)
 
     def close(
         self, sub: Subscription, reason: EndReason = EndReason.CLIENT_GONE

@@ -72,6 +72,21 @@ def decode_op(frame: str) -> ClientOp:
         raise InvalidInput("frame", f"not JSON: {exc}") from None
 
 
+class _RefOnly(msgspec.Struct):
+    ref: str | int | None = None
+
+
+_ref_decoder = msgspec.json.Decoder(_RefOnly)
+
+
+def ref_of(frame: str) -> Ref:
+    """The `ref` of a frame that `decode_op` refused, so the error carries it."""
+    try:
+        return _ref_decoder.decode(frame).ref
+    except msgspec.DecodeError:
+        return None
+
+
 def decode(raw: bytes, type_: Any, field: str = "body") -> Any:
     """Decode a JSON body into `type_` or raise InvalidInput naming the field."""
     try:

@@ -69,9 +69,17 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     raw.update({k: v for k, v in overrides.items() if v is not None})
 
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"invalid setting: {_name(str(exc))}") from None
+    if settings.dedup_window > settings.history_age:
+        # JetStream refuses a duplicate window longer than the stream's max age.
+        raise SettingsError(
+            "invalid setting: HERALD_DEDUP_WINDOW (--dedup-window): "
+            f"{settings.dedup_window} s is longer than HERALD_HISTORY_AGE "
+            f"({settings.history_age} s)"
+        )
+    return settings
 
 
 def to_env(settings: Settings) -> dict[str, str]:

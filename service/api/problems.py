@@ -52,6 +52,9 @@ def _from_http(exc: HTTPException) -> ProblemDetailsException:
         first = extra[0]
         if isinstance(first, dict) and "key" in first:
             detail = f"{first['key']}: {first.get('message', detail)}"
+    elif exc.status_code == 413:
+        # Litestar's request_max_body_size refusal names no field.
+        detail = "body: larger than this endpoint takes"
     return ProblemDetailsException(
         status_code=exc.status_code,
         title=_title(exc.status_code),

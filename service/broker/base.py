@@ -80,6 +80,15 @@ class Broker(Protocol):
         once nothing is left."""
         ...
 
+    async def dropped(self, patterns: Sequence[str], after: int) -> bool:
+        """Whether the per-topic limit may have dropped an event with a sequence
+        above `after` on a topic matching `patterns`.
+
+        May answer True when nothing was dropped (it errs towards a gap
+        notice), never False when something was.
+        """
+        ...
+
     async def start_live(self, after: int, handler: LiveHandler) -> None:
         """Start handing every event with a sequence above `after` to `handler`."""
         ...

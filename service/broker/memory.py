@@ -32,11 +32,14 @@ class MemoryBroker:
         self._max_bytes = max_bytes
         self._dedup_window = dedup_window
         self._log: collections.deque[tuple[float, Event]] = collections.deque()
-        self._by_seq: dict[int, Event] = {}
         self._per_topic: collections.Counter[str] = collections.Counter()
+        # The newest sequence the per-topic limit dropped, by topic.
+        self._dropped: dict[str, int] = {}
         self._bytes = 0
         self._last = 0
-        self._dedup: dict[str, tuple[float, int]] = {}
+        # A msg_id keeps its event for the window even after retention drops
+        # it from the log, as JetStream keeps its duplicate window.
+        self._dedup: dict[str, tuple[float, Event]] = {}
         self._handler: LiveHandler | None = None
         self._live_after = 0
 
@@ -57,10 +60,8 @@ class MemoryBroker:
         for draft in drafts:
             seen = self._dedup.get(draft.msg_id) if draft.msg_id else None
             if seen is not None and now - seen[0] < self._dedup_window:
-                original = self._by_seq.get(seen[1])
-                if original is not None:
-                    out.append(Published(original, True))
-                    continue
+                out.append(Published(seen[1], True))
+                continue
             out.append(Published(self._append(now, draft), False))
         return out
 
@@ -68,11 +69,10 @@ class MemoryBroker:
         self._last += 1
         event = Event(self._last, draft.topic, draft.body, self.epoch)
         self._log.append((now, event))
-        self._by_seq[event.seq] = event
         self._per_topic[event.topic] += 1
         self._bytes += len(event.body)
         if draft.msg_id:
-            self._dedup[draft.msg_id] = (now, event.seq)
+            self._dedup[draft.msg_id] = (now, event)
         self._trim()
 
         if self._handler is not None and event.seq > self._live_after:
@@ -89,6 +89,7 @@ class MemoryBroker:
                 if event.topic == newest.topic:
                     del self._log[i]
                     self._forget(event)
+                    self._dropped[event.topic] = event.seq
                     break
         while self._bytes > self._max_bytes and self._log:
             self._forget(self._log.popleft()[1])
@@ -96,12 +97,15 @@ class MemoryBroker:
     def _expire(self, now: float) -> None:
         while self._log and now - self._log[0][0] > self._max_age:
             self._forget(self._log.popleft()[1])
+        if len(self._dropped) > 1000 and self._log:
+            # Older drops are covered by the log's own first sequence.
+            first = self._log[0][1].seq
+            self._dropped = {t: s for t, s in self._dropped.items() if s >= first}
         if len(self._dedup) > 10_000:
             cutoff = now - self._dedup_window
             self._dedup = {k: v for k, v in self._dedup.items() if v[0] >= cutoff}
 
     def _forget(self, event: Event) -> None:
-        del self._by_seq[event.seq]
         self._per_topic[event.topic] -= 1
         if not self._per_topic[event.topic]:
             del self._per_topic[event.topic]
@@ -128,6 +132,17 @@ class MemoryBroker:
                 out.append(event)
         return out, until
 
+    async def dropped(self, patterns: Sequence[str], after: int) -> bool:
+        return any(
+            seq > after and any(pattern_matches(p, topic) for p in patterns)
+            for topic, seq in self._dropped.items()
+        )
+
     async def start_live(self, after: int, handler: LiveHandler) -> None:
         self._live_after = after
         self._handler = handler
+        # Events already stored after `after` come first, as from JetStream.
+        for _, event in list(self._log):
+            if event.seq > self._live_after:
+                self._live_after = event.seq
+                handler(event)

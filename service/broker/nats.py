@@ -29,19 +29,30 @@ from .base import Bounds, Draft, LiveHandler, Published
 log = logging.getLogger("herald.broker")
 
 PREFIX = "herald.ev."
-_PREFIX_LEN = len(PREFIX)
 _READ_PAGE = 256
+_MAX_FULL_SUBJECTS = 32
 _TIMEOUT = 5.0
 
 
+def subject_prefix(stream: str) -> str:
+    """The subjects of `stream`: `herald.ev.` for the default stream, else
+    `herald.ev-<stream>.`, so that deployments with different streams can share
+    one NATS (JetStream refuses two streams with overlapping subjects)."""
+    return PREFIX if stream == "HERALD" else f"herald.ev-{stream}."
+
+
 def redact(url: str) -> str:
-    """The URL with any password replaced, fit for a log line."""
+    """The URL (or comma-separated URLs) with passwords hidden, for a log line."""
+    if "," in url:
+        return ",".join(redact(u) for u in url.split(","))
     if "@" not in url:
         return url
     scheme, _, rest = url.rpartition("://")
     creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if scheme else f"{user}:***@{host}"
+    user, colon, _ = creds.partition(":")
+    # "user:password@" keeps the user; a bare "token@" hides it all.
+    hidden = f"{user}:***" if colon else "***"
+    return f"{scheme}://{hidden}@{host}" if scheme else f"{hidden}@{host}"
 
 
 class NatsBroker:
@@ -60,9 +71,10 @@ class NatsBroker:
         self.epoch = ""
         self._url = url
         self._stream = stream
+        self._prefix = subject_prefix(stream)
         self._config = api.StreamConfig(
             name=stream,
-            subjects=[PREFIX + ">"],
+            subjects=[self._prefix + ">"],
             retention=api.RetentionPolicy.LIMITS,
             storage=api.StorageType.FILE,
             discard=api.DiscardPolicy.OLD,
@@ -91,7 +103,7 @@ class NatsBroker:
     async def start(self) -> None:
         try:
             self._nc = await nats.connect(
-                self._url,
+                [u.strip() for u in self._url.split(",") if u.strip()],
                 name="herald",
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
@@ -142,7 +154,7 @@ class NatsBroker:
         try:
             futures = [
                 await self.js.publish_async(
-                    PREFIX + d.topic,
+                    self._prefix + d.topic,
                     d.body,
                     headers={"Nats-Msg-Id": d.msg_id} if d.msg_id else None,
                 )
@@ -171,7 +183,7 @@ class NatsBroker:
         except (nats.errors.Error, TimeoutError):
             return Event(seq, draft.topic, draft.body, self.epoch)
         return Event(
-            seq, (msg.subject or "")[_PREFIX_LEN:], msg.data or b"", self.epoch
+            seq, (msg.subject or "")[len(self._prefix) :], msg.data or b"", self.epoch
         )
 
     async def bounds(self) -> Bounds:
@@ -187,7 +199,7 @@ class NatsBroker:
     async def read(
         self, patterns: Sequence[str], after: int, until: int, limit: int
     ) -> tuple[list[Event], int]:
-        filters = _filters(patterns)
+        filters = _filters(self._prefix, patterns)
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=after + 1,
@@ -226,6 +238,30 @@ class NatsBroker:
             return out, until
         return out, self._event(msgs[-1]).seq
 
+    async def dropped(self, patterns: Sequence[str], after: int) -> bool:
+        # JetStream keeps no record of what the per-subject limit removed, so
+        # a subject at its limit whose oldest retained event is past `after`
+        # counts as having dropped something.
+        limit = self._config.max_msgs_per_subject
+        jsm = self.js._jsm
+        try:
+            for pattern in minimal_patterns(patterns):
+                info = await jsm.stream_info(
+                    self._stream, subjects_filter=self._prefix + pattern
+                )
+                full = [s for s, n in (info.state.subjects or {}).items() if n >= limit]
+                if len(full) > _MAX_FULL_SUBJECTS:
+                    return True
+                for subject in full:
+                    first = await jsm.get_msg(
+                        self._stream, seq=1, subject=subject, next=True, direct=True
+                    )
+                    if (first.seq or 0) > after + 1:
+                        return True
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BrokerUnavailable(f"stream info failed: {exc}") from exc
+        return False
+
     async def _drop_consumer(self, name: str) -> None:
         try:
             await self.js._jsm.delete_consumer(self._stream, name)
@@ -240,14 +276,14 @@ class NatsBroker:
         # or, in the newer form, $JS.ACK.<domain>.<hash>.<stream>.<consumer>...
         tokens = (msg.reply or "").split(".")
         seq = int(tokens[5] if len(tokens) == 9 else tokens[7])
-        return Event(seq, msg.subject[_PREFIX_LEN:], msg.data, self.epoch)
+        return Event(seq, msg.subject[len(self._prefix) :], msg.data, self.epoch)
 
     async def start_live(self, after: int, handler: LiveHandler) -> None:
         async def deliver(msg: Msg) -> None:
             handler(self._event(msg))
 
         self._live = await self.js.subscribe(
-            PREFIX + ">",
+            self._prefix + ">",
             cb=deliver,
             stream=self._stream,
             ordered_consumer=True,
@@ -280,11 +316,11 @@ def _limits(config: api.StreamConfig) -> tuple[Any, ...]:
     )
 
 
-def _filters(patterns: Sequence[str]) -> list[str]:
+def _filters(prefix: str, patterns: Sequence[str]) -> list[str]:
     """Subject filters for a history read; JetStream refuses overlapping ones,
     so overlapping patterns read everything and the hub filters."""
     kept = minimal_patterns(patterns)
     for i, a in enumerate(kept):
         if any(overlap(a, b) for b in kept[i + 1 :]):
-            return [PREFIX + ">"]
-    return [PREFIX + p for p in kept]
+            return [prefix + ">"]
+    return [prefix + p for p in kept]

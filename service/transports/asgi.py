@@ -57,7 +57,9 @@ class Query:
         value = self.one(name)
         if value is None:
             return default
-        if not value.isdigit() or not low <= int(value) <= high:
+        # isdigit() alone takes "²" (which int() refuses) and other scripts' digits.
+        whole = value.isascii() and value.isdigit() and len(value) <= 20
+        if not whole or not low <= int(value) <= high:
             raise InvalidInput(name, f"must be a whole number from {low} to {high}")
         return int(value)
 

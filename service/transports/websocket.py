@@ -27,6 +27,7 @@ from ..protocol import (
     decode_op,
     encode,
     event_body,
+    ref_of,
 )
 from ..runtime import Runtime
 from ..subscription import Item, Subscription
@@ -115,6 +116,8 @@ class Session:
             elif isinstance(op, PingOp):
                 await self.reply(ref, op="pong")
         except InvalidInput as exc:
+            if ref is None:
+                ref = ref_of(frame)
             await self.error(ref, exc.status, f"{exc.field}: {exc.detail}")
         except BrokerUnavailable as exc:
             await self.error(ref, 503, str(exc))
