@@ -52,14 +52,18 @@ def _from_http(exc: HTTPException) -> ProblemDetailsException:
         first = extra[0]
         if isinstance(first, dict) and "key" in first:
             detail = f"{first['key']}: {first.get('message', detail)}"
-    elif exc.status_code == 413:
-        # Litestar's request_max_body_size refusal names no field.
+    headers = exc.headers
+    if exc.status_code == 413:
+        # Litestar's request_max_body_size refusal names no field, and comes
+        # before the body is read: close, or a client may reuse a connection
+        # the server is about to drop.
         detail = "body: larger than this endpoint takes"
+        headers = {**(headers or {}), "Connection": "close"}
     return ProblemDetailsException(
         status_code=exc.status_code,
         title=_title(exc.status_code),
         detail=detail,
-        headers=exc.headers,
+        headers=headers,
     )
 
 
