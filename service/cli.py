@@ -29,8 +29,9 @@ def parser() -> argparse.ArgumentParser:
         "HERALD_ and the flag's name: --nats-url is HERALD_NATS_URL.",
     )
     serve.add_argument("--host", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (1)")
+    # Numbers are checked by Settings, so a bad one gets its one-line error.
+    serve.add_argument("--port", help="port to listen on (8000)")
+    serve.add_argument("--workers", help="worker processes (1)")
     serve.add_argument("--broker", help="nats or memory (nats)")
     serve.add_argument(
         "--nats-url", help="NATS server or cluster; none: start a private one"
@@ -111,6 +112,9 @@ def _granian(settings: Settings) -> int:
         log_level=LogLevels.warning if quiet else LogLevels.debug,
         workers_kill_timeout=int(settings.drain_seconds) + 5,
         backlog=2048,
+        # Granian serves at most `backpressure` requests at once per worker,
+        # by default backlog / workers: streams past that would hang unserved.
+        backpressure=settings.max_connections,
     )
     try:
         server.serve()

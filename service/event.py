@@ -84,10 +84,6 @@ class Event:
         return {"id": self.id, **head}
 
 
-def gap_notice(asked: str | None, resumed: str) -> dict[str, str | None]:
-    """The members of a gap notice, shared by every transport."""
-    return {"cursor": asked, "resumed": resumed}
-
-
 def encode(value: object) -> bytes:
+    """JSON of `value`, with the one shared encoder."""
     return _encoder.encode(value)

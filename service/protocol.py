@@ -7,7 +7,7 @@ from typing import Any, Literal
 import msgspec
 
 from .errors import InvalidInput, TooLarge
-from .event import encode_body, now_rfc3339
+from .event import encode, encode_body, now_rfc3339
 from .topics import DEFAULT_TYPE, check_topic, check_type
 
 
@@ -59,7 +59,6 @@ Ref = str | int | None
 Status = Literal[400, 404, 413, 422, 429, 503]
 
 _op_decoder = msgspec.json.Decoder(ClientOp)
-_encoder = msgspec.json.Encoder()
 
 
 def decode_op(frame: str) -> ClientOp:
@@ -108,7 +107,7 @@ def event_body(
     check_topic(topic, f"{field}topic")
     check_type(type_, f"{field}type")
     try:
-        data_json = _encoder.encode(data)
+        data_json = encode(data)
     except (UnicodeEncodeError, msgspec.EncodeError) as exc:
         raise InvalidInput(f"{field}data", f"cannot be encoded: {exc}") from None
     if len(data_json) > max_bytes:
@@ -117,10 +116,6 @@ def event_body(
             f"{len(data_json)} bytes encoded, over the {max_bytes} limit",
         )
     return encode_body(topic, type_, data_json, now_rfc3339())
-
-
-def encode(value: Any) -> bytes:
-    return _encoder.encode(value)
 
 
 def _field(message: str, default: str) -> str:

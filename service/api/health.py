@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 
-from ..protocol import encode
+from ..event import encode
 from ..runtime import Runtime
 
 

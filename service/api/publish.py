@@ -11,7 +11,8 @@ from litestar.params import Parameter
 
 from ..broker import Draft
 from ..errors import InvalidInput, TooLarge
-from ..protocol import BatchItem, PublishBody, decode, encode, event_body
+from ..event import encode
+from ..protocol import BatchItem, PublishBody, decode, event_body
 from ..runtime import Runtime
 
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")

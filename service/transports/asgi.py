@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 from ..connection import Connection
 from ..cursor import Cursor
 from ..errors import InvalidInput
-from ..protocol import encode
+from ..event import encode
 from ..topics import check_pattern
 
 Scope = dict[str, Any]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import random
 
+from ..connection import Connection
 from ..errors import BrokerUnavailable, EndReason, InvalidInput
-from ..event import Event
+from ..event import Event, encode
 from ..hub import InstanceFull
-from ..protocol import encode
 from ..runtime import Runtime
-from ..subscription import Item
+from ..subscription import Item, Subscription
 from .asgi import Query, Receive, Scope, Send, header, send_problem, watch_disconnect
 
 log = logging.getLogger("herald.sse")
@@ -77,7 +77,9 @@ async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
         hub.disconnect(conn)
 
 
-async def _stream(rt, sub, conn, receive, send) -> None:  # type: ignore[no-untyped-def]
+async def _stream(
+    rt: Runtime, sub: Subscription, conn: Connection, receive: Receive, send: Send
+) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     await send(
         {

@@ -16,7 +16,7 @@ from ..broker import Draft
 from ..connection import Connection
 from ..cursor import Cursor
 from ..errors import BrokerUnavailable, CloseCode, EndReason, InvalidInput
-from ..event import Event
+from ..event import Event, encode
 from ..hub import InstanceFull
 from ..protocol import (
     PingOp,
@@ -25,14 +25,13 @@ from ..protocol import (
     SubscribeOp,
     UnsubscribeOp,
     decode_op,
-    encode,
     event_body,
     ref_of,
 )
 from ..runtime import Runtime
 from ..subscription import Item, Subscription
 from ..topics import check_pattern
-from .asgi import Query, Receive, Scope, Send
+from .asgi import Query, Receive, Scope, Send, send_problem
 
 log = logging.getLogger("herald.ws")
 
@@ -133,8 +132,6 @@ class Session:
 async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one WebSocket connection until either side closes it."""
     if scope["type"] != "websocket":
-        from .asgi import send_problem
-
         await send_problem(
             send,
             426,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.event import Event, encode, encode_body, gap_notice, now_rfc3339
+from service.event import Event, encode, encode_body, now_rfc3339
 
 TIME = "2025-01-02T03:04:05.678Z"
 
@@ -83,8 +83,3 @@ def test_summary_is_not_fooled_by_data_that_looks_like_a_member() -> None:
 
 def test_now_rfc3339_is_utc_with_milliseconds() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", now_rfc3339())
-
-
-def test_gap_notice_members() -> None:
-    assert gap_notice("old-1", "ep-5") == {"cursor": "old-1", "resumed": "ep-5"}
-    assert gap_notice(None, "ep-5") == {"cursor": None, "resumed": "ep-5"}
