@@ -49,10 +49,13 @@ class Hub:
         self._queue_events = queue_events
         self._queue_bytes = queue_bytes
         self._cache: list[Event] = []
+        self._cache_times: list[float] = []
         self._cache_floor = 0
         self._cache_bytes = 0
         self._cache_max_events = cache_events
-        self._cache_max_bytes = cache_bytes
+        # Half the log's byte limit at most, so that what the cache holds
+        # after a cursor is never more than the log keeps (see _vouches).
+        self._cache_max_bytes = min(cache_bytes, broker.retention.max_bytes // 2)
         self.connections: set[Connection] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -131,6 +134,7 @@ class Hub:
     def _remember(self, event: Event) -> None:
         cache = self._cache
         cache.append(event)
+        self._cache_times.append(time.monotonic())
         self._cache_bytes += len(event.body)
         over = len(cache) - self._cache_max_events
         if (
@@ -142,6 +146,7 @@ class Hub:
             self._cache_bytes -= sum(len(e.body) for e in cache[:cut])
             self._cache_floor = cache[cut - 1].seq
             del cache[:cut]
+            del self._cache_times[:cut]
 
     async def open(
         self, patterns: Sequence[str], cursor: Cursor | None, conn: Connection
@@ -185,10 +190,7 @@ class Hub:
         event; one whose topics lost events to the per-topic limit resumes
         where it is, after the notice.
         """
-        # Only a cursor at the head skips the broker: the cache may still hold
-        # events the broker has evicted, and serving those instead of a gap
-        # would make the answer depend on which instance a client reaches.
-        if cursor.epoch == self.epoch and cursor.seq == self.head:
+        if cursor.epoch == self.epoch and self._vouches(patterns, cursor.seq):
             return cursor.seq, False
         bounds = await self.broker.bounds()
         if cursor.epoch != self.epoch or not (
@@ -196,6 +198,37 @@ class Hub:
         ):
             return bounds.first - 1, True
         return cursor.seq, await self.broker.dropped(patterns, cursor.seq)
+
+    def _vouches(self, patterns: Sequence[str], after: int) -> bool:
+        """Whether the cache alone shows that the log still holds every event
+        after `after` on `patterns`, so no round trip to the broker is needed.
+
+        Every event after a cursor at or past the cache's floor is in the
+        cache. The log can have dropped one of them only by age (checked on
+        the oldest), by bytes (the cache holds at most half the log's
+        limit), or by the per-topic limit: that takes more than
+        `history_per_topic` newer events of the same topic, all of which the
+        cache would hold. Serving from the cache what the log has dropped
+        would hide a gap that another instance reports.
+        """
+        if not self._cache_floor <= after <= self.head:
+            return False
+        cache = self._cache
+        i = bisect.bisect_right(cache, after, key=lambda e: e.seq)
+        if i == len(cache):
+            return True
+        retention = self.broker.retention
+        if time.monotonic() - self._cache_times[i] > retention.max_age * 0.9:
+            return False
+        counts: dict[str, int] = {}
+        limit = retention.max_per_topic
+        for j in range(i, len(cache)):
+            topic = cache[j].topic
+            if any(pattern_matches(p, topic) for p in patterns):
+                counts[topic] = n = counts.get(topic, 0) + 1
+                if n > limit:
+                    return False
+        return True
 
     def close(
         self, sub: Subscription, reason: EndReason = EndReason.CLIENT_GONE

@@ -25,6 +25,14 @@ class Published(NamedTuple):
     duplicate: bool
 
 
+class Retention(NamedTuple):
+    """How much history the log keeps: seconds, events per topic, bytes."""
+
+    max_age: float
+    max_per_topic: int
+    max_bytes: int
+
+
 class Bounds(NamedTuple):
     """The retained log: sequences `first` to `last`; empty when first > last."""
 
@@ -49,6 +57,7 @@ class Broker(Protocol):
     """
 
     epoch: str
+    retention: Retention
 
     @property
     def ready(self) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..cursor import make_epoch
 from ..event import Event
 from ..topics import pattern_matches
-from .base import Bounds, Draft, LiveHandler, Published
+from .base import Bounds, Draft, LiveHandler, Published, Retention
 
 
 class MemoryBroker:
@@ -27,6 +27,7 @@ class MemoryBroker:
         dedup_window: float = 120.0,
     ) -> None:
         self.epoch = make_epoch(time.time_ns())
+        self.retention = Retention(max_age, max_per_topic, max_bytes)
         self._max_age = max_age
         self._max_per_topic = max_per_topic
         self._max_bytes = max_bytes

@@ -24,7 +24,7 @@ from ..cursor import make_epoch
 from ..errors import BrokerUnavailable
 from ..event import Event
 from ..topics import minimal_patterns, overlap, pattern_matches
-from .base import Bounds, Draft, LiveHandler, Published
+from .base import Bounds, Draft, LiveHandler, Published, Retention
 
 log = logging.getLogger("herald.broker")
 
@@ -69,6 +69,7 @@ class NatsBroker:
         max_event_bytes: int = 1024 * 1024,
     ) -> None:
         self.epoch = ""
+        self.retention = Retention(max_age, max_per_topic, max_bytes)
         self._url = url
         self._stream = stream
         self._prefix = subject_prefix(stream)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.broker import Draft
+from service.broker import Bounds, Draft
 from service.broker.memory import MemoryBroker
 from service.connection import Connection
 from service.cursor import Cursor
@@ -25,6 +25,11 @@ class CountingBroker(MemoryBroker):
     def __init__(self, **limits: Any) -> None:
         super().__init__(**limits)
         self.reads = 0
+        self.bounds_asked = 0
+
+    async def bounds(self) -> Bounds:
+        self.bounds_asked += 1
+        return await super().bounds()
 
     async def read(
         self, patterns: Sequence[str], after: int, until: int, limit: int
@@ -176,6 +181,31 @@ async def test_gap_when_the_cursor_is_older_than_retention() -> None:
 
     (new,) = await publish(hub, "a")
     assert seqs(await drain(hub, sub)) == [new.seq]
+
+
+async def test_a_cursor_behind_the_head_resumes_from_the_cache_alone() -> None:
+    broker = CountingBroker()
+    hub = await start_hub(broker)
+    events = await publish(hub, "a", "b", "a", "a")
+    asked = broker.bounds_asked
+
+    sub = await hub.open(["a"], Cursor(hub.epoch, events[0].seq), Connection("poll"))
+    assert seqs(await drain(hub, sub)) == [events[2].seq, events[3].seq]
+    assert (broker.bounds_asked, broker.reads) == (asked, 0)
+
+
+async def test_the_cache_does_not_vouch_past_the_per_topic_limit() -> None:
+    broker = CountingBroker(max_per_topic=2)
+    hub = await start_hub(broker)
+    events = await publish(hub, "a", "a", "a", "b")
+    asked = broker.bounds_asked
+
+    # Three `a` events after the cursor: the log kept two, so ask the broker.
+    sub = await hub.open(["a"], Cursor(hub.epoch, 0), Connection("poll"))
+    items = await drain(hub, sub)
+    assert broker.bounds_asked == asked + 1
+    assert isinstance(items[0], Gap)
+    assert seqs(items[1:]) == [events[1].seq, events[2].seq]
 
 
 @pytest.mark.parametrize("cache_events", [10_000, 2])
