@@ -67,6 +67,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT; return the exit code."""
+    if settings.port == 0:
+        settings = _with(settings, port=_free_port(settings.host))
+    problem = _cannot_listen(settings.host, settings.port)
+    if problem:
+        print(
+            f"herald: cannot listen on {settings.host}:{settings.port}: {problem}",
+            file=sys.stderr,
+        )
+        return 1
+
     embedded = None
     if settings.broker == "nats" and not settings.nats_url:
         embedded = EmbeddedNats(Path(settings.data_dir).resolve())
@@ -77,8 +87,6 @@ def serve(settings: Settings) -> int:
             return 1
         settings = _with(settings, nats_url=url)
     try:
-        if settings.port == 0:
-            settings = _with(settings, port=_free_port(settings.host))
         os.environ.update(to_env(settings))
         where = "memory" if settings.broker == "memory" else redact(settings.nats_url)
         log.info(
@@ -114,7 +122,11 @@ def _granian(settings: Settings) -> int:
         backlog=2048,
         # Granian serves at most `backpressure` requests at once per worker,
         # by default backlog / workers: streams past that would hang unserved.
-        backpressure=settings.max_connections,
+        # Headroom over our own limit, so that "instance full" is answered
+        # by Herald instead of the connection waiting in Granian's queue.
+        backpressure=settings.max_connections + 1024,
+        # A worker that dies (OOM, a crash) is replaced; clients resume.
+        respawn_failed_workers=True,
     )
     try:
         server.serve()
@@ -127,6 +139,26 @@ def _with(settings: Settings, **changes: object) -> Settings:
     import msgspec
 
     return msgspec.structs.replace(settings, **changes)
+
+
+def _cannot_listen(host: str, port: int) -> str:
+    """Why binding host:port fails, or "" if it works.
+
+    Granian binds with SO_REUSEPORT, so a second Herald on a busy port would
+    silently share it; a plain bind first turns that into a clear error.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        return f"bad host: {exc}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
 
 
 def _free_port(host: str) -> int:

@@ -36,7 +36,7 @@ class Hub:
         self,
         broker: Broker,
         max_connections: int = 50_000,
-        queue_events: int = 1000,
+        queue_events: int = 10_000,
         queue_bytes: int = 1024 * 1024,
         cache_events: int = 10_000,
         cache_bytes: int = 32 * 1024 * 1024,

@@ -69,6 +69,8 @@ def decode_op(frame: str) -> ClientOp:
         raise InvalidInput(_field(str(exc), "frame"), str(exc), 422) from None
     except msgspec.DecodeError as exc:
         raise InvalidInput("frame", f"not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("frame", "JSON nested too deeply") from None
 
 
 class _RefOnly(msgspec.Struct):
@@ -82,7 +84,7 @@ def ref_of(frame: str) -> Ref:
     """The `ref` of a frame that `decode_op` refused, so the error carries it."""
     try:
         return _ref_decoder.decode(frame).ref
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
 
 
@@ -94,6 +96,8 @@ def decode(raw: bytes, type_: Any, field: str = "body") -> Any:
         raise InvalidInput(_field(str(exc), field), str(exc), 422) from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(field, f"not valid JSON in UTF-8: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(field, "JSON nested too deeply") from None
 
 
 def event_body(
@@ -108,6 +112,8 @@ def event_body(
     check_type(type_, f"{field}type")
     try:
         data_json = encode(data)
+    except RecursionError:
+        raise InvalidInput(f"{field}data", "JSON nested too deeply") from None
     except (UnicodeEncodeError, msgspec.EncodeError) as exc:
         raise InvalidInput(f"{field}data", f"cannot be encoded: {exc}") from None
     if len(data_json) > max_bytes:

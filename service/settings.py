@@ -11,6 +11,8 @@ import msgspec
 from .errors import HeraldError
 
 PREFIX = "HERALD_"
+# The settings that `herald serve` also takes as flags.
+FLAGS = {"host", "port", "workers", "broker", "nats_url", "data_dir", "log_level"}
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
@@ -41,7 +43,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_batch: Positive = 1000
     max_batch_bytes: Positive = 8 * 1024 * 1024
     max_connections: Positive = 50_000
-    queue_events: Positive = 1000
+    queue_events: Positive = 10_000
     queue_bytes: Positive = 1024 * 1024
     max_topics: Positive = 100
 
@@ -75,7 +77,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     if settings.dedup_window > settings.history_age:
         # JetStream refuses a duplicate window longer than the stream's max age.
         raise SettingsError(
-            "invalid setting: HERALD_DEDUP_WINDOW (--dedup-window): "
+            "invalid setting: HERALD_DEDUP_WINDOW: "
             f"{settings.dedup_window} s is longer than HERALD_HISTORY_AGE "
             f"({settings.history_age} s)"
         )
@@ -96,4 +98,5 @@ def _name(message: str) -> str:
     if not sep:
         return message
     field = path.rstrip("`")
-    return f"{PREFIX}{field.upper()} (--{field.replace('_', '-')}): {text}"
+    flag = f" (--{field.replace('_', '-')})" if field in FLAGS else ""
+    return f"{PREFIX}{field.upper()}{flag}: {text}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 
@@ -11,8 +13,10 @@ from ..runtime import Runtime
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     @get("/healthz", summary="The process is alive", cache=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, str | int]:
+        # The worker's PID tells an operator which process of an instance
+        # answered, as /metrics are per worker.
+        return {"status": "ok", "worker": os.getpid()}
 
     @get("/readyz", summary="Ready for traffic: broker connected, not draining")
     async def readyz() -> Response[bytes]:

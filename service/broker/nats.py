@@ -146,9 +146,13 @@ class NatsBroker:
                 log.warning("nats drain on close failed", extra={"err": str(exc)})
                 await self._nc.close()
 
-    async def publish(self, drafts: Sequence[Draft]) -> list[Published]:
+    def _check_ready(self) -> None:
+        # Fail at once while disconnected, instead of after a request timeout.
         if not self.ready:
             raise BrokerUnavailable("not connected to NATS")
+
+    async def publish(self, drafts: Sequence[Draft]) -> list[Published]:
+        self._check_ready()
 
         # Publishes from one connection are stored in the order sent, so the
         # batch is pipelined and the acks awaited together.
@@ -188,6 +192,7 @@ class NatsBroker:
         )
 
     async def bounds(self) -> Bounds:
+        self._check_ready()
         try:
             info = await self.js._jsm.stream_info(self._stream)
         except (nats.errors.Error, TimeoutError) as exc:
@@ -200,6 +205,7 @@ class NatsBroker:
     async def read(
         self, patterns: Sequence[str], after: int, until: int, limit: int
     ) -> tuple[list[Event], int]:
+        self._check_ready()
         filters = _filters(self._prefix, patterns)
         config = api.ConsumerConfig(
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,

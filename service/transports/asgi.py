@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -104,13 +105,10 @@ async def send_problem(
 
 
 def _title(status: int) -> str:
-    return {
-        400: "Bad Request",
-        405: "Method Not Allowed",
-        413: "Content Too Large",
-        422: "Unprocessable Content",
-        503: "Service Unavailable",
-    }.get(status, "Error")
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def watch_disconnect(receive: Receive, conn: Connection) -> asyncio.Task[None]:

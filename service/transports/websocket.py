@@ -78,13 +78,17 @@ class Session:
         await self.reply(ref, op="error", status=status, detail=detail)
 
     async def subscribe(self, patterns: list[str], cursor: Cursor | None) -> None:
-        if len(patterns) > self.rt.settings.max_topics:
-            raise InvalidInput(
-                "topics", f"more than {self.rt.settings.max_topics} patterns"
-            )
+        limit = self.rt.settings.max_topics
         patterns = [check_pattern(p, "topics") for p in dict.fromkeys(patterns)]
         if not patterns:
             raise InvalidInput("topics", "at least one topic pattern is required")
+        # The limit holds for the whole connection, not each op: else one
+        # client could subscribe without bound, one op at a time.
+        held = sum(len(s.patterns) for s in self.subs)
+        if held + len(patterns) > limit:
+            raise InvalidInput(
+                "topics", f"more than {limit} patterns on this connection ({held} held)"
+            )
         sub = await self.rt.hub.open(patterns, cursor, self.conn)
         self.subs.append(sub)
 
@@ -182,6 +186,8 @@ async def _run(
         await session.error(None, *problem)
 
     reader = asyncio.get_running_loop().create_task(_read(session, receive))
+    # If the reader fails, the writer must hear of it now, not at the next event.
+    reader.add_done_callback(lambda _: session.conn.wake.set())
     try:
         closing = await _write(session, reader)
     finally:

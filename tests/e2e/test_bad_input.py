@@ -98,6 +98,8 @@ def type_body(value: Any) -> bytes:
     return httpx.Request("POST", "/", json={"data": 1, "type": value}).read()
 
 
+DEEP = b'{"data": ' + b"[" * 2000 + b"]" * 2000 + b"}"
+
 CASES: list[tuple[str, dict[str, Any], int, str]] = [
     *((f"topic {n}", publish_to(t), 400, "topic") for n, t in BAD_TOPICS),
     *((f"type {n}", publish_body(type_body(t)), s, "type") for n, t, s in BAD_TYPES),
@@ -109,6 +111,13 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ("lone low surrogate", publish_body(b'{"data": "\\udc00x"}'), 400, "body"),
     ("reversed surrogates", publish_body(b'{"data": "\\ude00\\ud83d"}'), 400, "body"),
     ("array body", publish_body(b"[1]"), 422, "body"),
+    ("nested 2000 deep", publish_body(DEEP), 400, "body"),
+    (
+        "batch nested 2000 deep",
+        batch(b'[{"topic": "a", "data": ' + DEEP[9:]),
+        400,
+        "body",
+    ),
     ("string body", publish_body(b'"data"'), 422, "body"),
     ("no data", publish_body(b'{"type": "x"}'), 422, "data"),
     ("unknown field", publish_body(b'{"data": 1, "colour": 2}'), 422, "colour"),

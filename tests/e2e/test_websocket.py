@@ -305,3 +305,34 @@ async def test_slow_subscriber_closed_with_1013_others_get_everything(
         assert 0 < len(got) < len(sent)
         assert got == sent[: len(got)]
         assert got == sorted(got, key=seq)
+
+
+async def test_patterns_are_bounded_per_connection(start_herald: HeraldFactory) -> None:
+    server = start_herald(max_topics=5)
+    async with websocket(server, "t.0", "t.1") as ws:
+        op = {"op": "subscribe", "topics": ["t.2", "t.3", "t.4"], "ref": "fits"}
+        ack, _ = await call(ws, op)
+        assert ack["op"] == "ack"
+
+        # One op at a time must not get past the connection's limit.
+        op = {"op": "subscribe", "topics": ["t.5"], "ref": "over"}
+        error, _ = await call(ws, op)
+        assert error["op"] == "error" and error["status"] == 400
+        assert "topics" in error["detail"] and "5 held" in error["detail"]
+
+        await call(ws, {"op": "unsubscribe", "topics": ["t.0"], "ref": "u"})
+        ack, _ = await call(ws, {**op, "ref": "room"})
+        assert ack["op"] == "ack"
+        await assert_open(ws)
+
+
+async def test_deeply_nested_publish_frame_gets_an_error(herald: Herald) -> None:
+    data = "[" * 2000 + "]" * 2000
+    frame = '{"op": "publish", "topic": "a", "ref": 7, "data": ' + data + "}"
+    async with websocket(herald) as ws:
+        await ws.send(frame)
+        error = await recv(ws)
+        assert error["op"] == "error" and error["status"] == 400, error
+        # Too deep to read even the ref: the error comes without it.
+        assert error["detail"] == "frame: JSON nested too deeply", error
+        await assert_open(ws)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from service.settings import Settings, SettingsError, load, to_env
+from service.settings import FLAGS, Settings, SettingsError, load, to_env
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -80,8 +80,10 @@ def test_invalid_variable_is_named_in_one_line(name: str, value: str) -> None:
     with pytest.raises(SettingsError) as info:
         load({f"HERALD_{name}": value})
     message = str(info.value)
-    assert f"HERALD_{name} " in message
-    assert f"--{name.lower().replace('_', '-')}" in message
+    assert f"HERALD_{name}" in message
+    flag = f"--{name.lower().replace('_', '-')}"
+    # Only the settings `herald serve` takes as flags are named as flags.
+    assert (flag in message) == (name.lower() in FLAGS)
     assert "\n" not in message
     assert info.value.__cause__ is None
 
