@@ -106,9 +106,17 @@ async def _stream(
             if sub.ended is not None:
                 break
             if sub.ready:
-                items = await hub.next(sub, _PAGE)
+                # Live items are taken without a coroutine: this is the
+                # per-event path of every subscriber.
+                if sub.replaying:
+                    items = await hub.next(sub, _PAGE)
+                else:
+                    items = sub.take(_PAGE)
                 if items:
-                    chunk = b"".join([encode_item(i) for i in items])
+                    if len(items) == 1:
+                        chunk = encode_item(items[0])
+                    else:
+                        chunk = b"".join([encode_item(i) for i in items])
                     await send(
                         {"type": "http.response.body", "body": chunk, "more_body": True}
                     )

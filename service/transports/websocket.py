@@ -227,6 +227,7 @@ async def _write(session: Session, reader: asyncio.Task[None]) -> Closing | None
     """Write events as they come; return how to close, or None if the client left."""
     conn = session.conn
     hub = session.rt.hub
+    send = session.send_raw
     try:
         while True:
             subs = session.subs
@@ -255,8 +256,16 @@ async def _write(session: Session, reader: asyncio.Task[None]) -> Closing | None
                 if sub.ended is EndReason.DRAIN:
                     return Closing(CloseCode.GOING_AWAY, "server draining, reconnect")
                 if sub.ready:
-                    for item in await hub.next(sub, _PAGE):
-                        await session.send(encode_item(item))
+                    if sub.replaying:
+                        items = await hub.next(sub, _PAGE)
+                    else:
+                        items = sub.take(_PAGE)
+                    for item in items:
+                        await send(
+                            {"type": "websocket.send", "text": encode_item(item)}
+                        )
+                    if items:
+                        conn.wrote()
                         sent = True
             if session.rt.draining:
                 return Closing(CloseCode.GOING_AWAY, "server draining, reconnect")
