@@ -27,3 +27,16 @@ fmt:
 
 # Lint, then test: what CI runs
 check: lint test
+
+# Locust headless on HOST, USERS users for DURATION (30s); reports in loadtests/reports/
+loadtest HOST USERS DURATION *ARGS:
+    mkdir -p loadtests/reports
+    name="loadtests/reports/locust-$(date +%Y%m%d-%H%M%S)"; status=0; \
+    locust -f loadtests/locustfile.py --headless --only-summary \
+        --host {{HOST}} -u {{USERS}} -r $(( ({{USERS}} + 4) / 5 )) -t {{DURATION}} \
+        --csv "$name" --html "$name.html" {{ARGS}} || status=$?; \
+    echo "reports: $name.html, ${name}_stats.csv and the other CSVs"; exit $status
+
+# Fan-out benchmark on a Herald it starts itself (or --url); --full for the whole matrix
+bench *ARGS:
+    python loadtests/bench.py {{ARGS}}
