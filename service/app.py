@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from litestar import Litestar, asgi
-from litestar.handlers import ASGIRouteHandler
+from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
-from litestar.types import Receive, Scope, Send
 
 from . import __version__, drain
 from . import logging as herald_logging
@@ -22,6 +19,7 @@ from .hub import Hub
 from .runtime import Runtime
 from .settings import Settings, load
 from .transports import longpoll, sse, websocket
+from .transports.asgi import Receive, Scope, Send
 
 log = logging.getLogger("herald.app")
 
@@ -45,15 +43,38 @@ def make_broker(settings: Settings) -> Broker:
     )
 
 
-def _transport(path: str, serve: Any, rt: Runtime) -> ASGIRouteHandler:
-    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        await serve(rt, scope, receive, send)
-
-    handler.__name__ = f"subscribe_{serve.__module__.rsplit('.', 1)[-1]}"
-    return asgi(path, is_mount=False)(handler)
+Transport = Callable[[Runtime, Scope, Receive, Send], Awaitable[None]]
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+class Front:
+    """The ASGI entry: the subscribe paths go straight to their transports,
+    everything else, and the lifespan, to Litestar.
+
+    Streams carry the per-event path, so they skip the framework's
+    middleware, which would otherwise wrap every `send` of every event.
+    """
+
+    def __init__(self, app: Litestar, rt: Runtime) -> None:
+        self.app = app
+        self.rt = rt
+        self._streams: dict[str, Transport] = {
+            "/v1/sse": sse.serve,
+            "/v1/ws": websocket.serve,
+            "/v1/poll": longpoll.serve,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        serve = self._streams.get(scope.get("path", ""))
+        if serve is None or scope["type"] == "lifespan":
+            await self.app(scope, receive, send)  # type: ignore[arg-type]
+            return
+        try:
+            await serve(self.rt, scope, receive, send)
+        except Exception:
+            log.exception("stream failed", extra={"path": scope.get("path")})
+
+
+def create_app(settings: Settings | None = None) -> Front:
     """Build the app; Granian calls this in each worker (`--factory`)."""
     settings = settings or load()
     herald_logging.setup(settings.log_level)
@@ -81,14 +102,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await hub.stop()
             await broker.close()
 
-    return Litestar(
-        route_handlers=[
-            *publish.routes(rt),
-            *health.routes(rt),
-            _transport("/v1/sse", sse.serve, rt),
-            _transport("/v1/ws", websocket.serve, rt),
-            _transport("/v1/poll", longpoll.serve, rt),
-        ],
+    app = Litestar(
+        route_handlers=[*publish.routes(rt), *health.routes(rt)],
         lifespan=[lifespan],
         plugins=[problems.plugin()],
         exception_handlers={Exception: problems.internal_error},
@@ -96,3 +111,4 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="Herald", version=__version__, path="/schema"
         ),
     )
+    return Front(app, rt)

@@ -275,7 +275,12 @@ class Hub:
         after, until = sub.last_seq, sub.replay_until
         if after < self._cache_floor:
             return await self.broker.read(sub.patterns, after, until, limit)
+        return self._from_cache(sub.patterns, after, until, limit)
 
+    def _from_cache(
+        self, patterns: Sequence[str], after: int, until: int, limit: int
+    ) -> tuple[list[Event], int]:
+        """Like `Broker.read`, from the cache; `after` must be at or past its floor."""
         cache = self._cache
         out: list[Event] = []
         i = bisect.bisect_right(cache, after, key=lambda e: e.seq)
@@ -283,8 +288,24 @@ class Hub:
             event = cache[j]
             if event.seq > until:
                 break
-            if any(pattern_matches(p, event.topic) for p in sub.patterns):
+            if any(pattern_matches(p, event.topic) for p in patterns):
                 if len(out) == limit:
                     return out, out[-1].seq
                 out.append(event)
         return out, until
+
+    def recent(
+        self, patterns: Sequence[str], cursor: Cursor, limit: int
+    ) -> tuple[list[Event], Cursor] | None:
+        """Events after `cursor` and the cursor after them, straight from the
+        cache; None when there are none or the cache cannot vouch for them.
+
+        A long poll behind the head is answered this way without opening a
+        subscription at all.
+        """
+        if cursor.epoch != self.epoch or not self._vouches(patterns, cursor.seq):
+            return None
+        events, position = self._from_cache(patterns, cursor.seq, self.head, limit)
+        if not events:
+            return None
+        return events, Cursor(self.epoch, position)

@@ -11,7 +11,6 @@ from litestar.params import Parameter
 
 from ..broker import Draft
 from ..errors import InvalidInput, TooLarge
-from ..event import encode
 from ..protocol import BatchItem, PublishBody, decode, event_body
 from ..runtime import Runtime
 
@@ -37,10 +36,10 @@ def _key(value: str | None) -> str | None:
     return value
 
 
-def _answer(payload: Any, replayed: bool) -> Response[bytes]:
+def _answer(body: bytes, replayed: bool) -> Response[bytes]:
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return Response(
-        encode(payload), status_code=201, media_type="application/json", headers=headers
+        body, status_code=201, media_type="application/json", headers=headers
     )
 
 
@@ -101,7 +100,8 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         ]
         published = await rt.broker.publish(drafts)
         return _answer(
-            [p.event.summary() for p in published], any(p.duplicate for p in published)
+            b"[" + b",".join([p.event.summary() for p in published]) + b"]",
+            any(p.duplicate for p in published),
         )
 
     return [publish_one, publish_batch]

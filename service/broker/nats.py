@@ -165,7 +165,8 @@ class NatsBroker:
                 )
                 for d in drafts
             ]
-            acks = await asyncio.wait_for(asyncio.gather(*futures), _TIMEOUT)
+            async with asyncio.timeout(_TIMEOUT):
+                acks = [await future for future in futures]
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             raise BrokerUnavailable(f"publish failed: {exc}") from exc
 

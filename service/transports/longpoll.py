@@ -39,6 +39,11 @@ async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
         timeout = 0
 
     hub = rt.hub
+    hit = hub.recent(patterns, cursor, limit) if cursor is not None else None
+    if hit is not None:
+        await _answer(send, [e.json for e in hit[0]], str(hit[1]), gap=False)
+        return
+
     try:
         conn = hub.connect(NAME)
     except InstanceFull:
@@ -75,13 +80,7 @@ async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
                         events.append(item.json)
             if conn.gone:
                 return
-            body = (
-                b'{"events":['
-                + b",".join(events)
-                + b'],"cursor":"'
-                + sub.cursor.encode()
-                + (b'","gap":true}' if gap else b'","gap":false}')
-            )
+            after = sub.cursor
         finally:
             hub.close(sub)
     finally:
@@ -89,6 +88,18 @@ async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
             watcher.cancel()
         hub.disconnect(conn)
 
+    await _answer(send, events, after, gap)
+
+
+async def _answer(send: Send, events: list[bytes], cursor: str, gap: bool) -> None:
+    """The poll's 200: events as stored JSON, joined without decoding them."""
+    body = (
+        b'{"events":['
+        + b",".join(events)
+        + b'],"cursor":"'
+        + cursor.encode()
+        + (b'","gap":true}' if gap else b'","gap":false}')
+    )
     await send(
         {
             "type": "http.response.start",

@@ -67,7 +67,7 @@ def test_body_is_shared_not_copied() -> None:
 
 def test_summary_is_the_event_without_data() -> None:
     event = make({"big": "x" * 1000}, "kind", "t.u")
-    assert event.summary() == {
+    assert json.loads(event.summary()) == {
         "id": "ep-7",
         "type": "kind",
         "topic": "t.u",
@@ -77,8 +77,8 @@ def test_summary_is_the_event_without_data() -> None:
 
 def test_summary_is_not_fooled_by_data_that_looks_like_a_member() -> None:
     event = make({"k": ',"data":1,"id":"forged"'})
-    assert event.summary()["id"] == "ep-7"
-    assert "data" not in event.summary()
+    assert json.loads(event.summary())["id"] == "ep-7"
+    assert "data" not in json.loads(event.summary())
 
 
 def test_now_rfc3339_is_utc_with_milliseconds() -> None:

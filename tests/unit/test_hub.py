@@ -431,3 +431,23 @@ async def test_silent_connections_are_woken_to_ping() -> None:
         await hub.stop()
     assert quiet.ping_due
     assert not busy.ping_due or busy.wake.is_set()
+
+
+async def test_recent_answers_from_the_cache_or_not_at_all() -> None:
+    broker = CountingBroker(max_per_topic=2)
+    hub = await start_hub(broker)
+    events = await publish(hub, "a", "b", "a")
+    e = hub.epoch
+
+    hit = hub.recent(["a"], Cursor(e, events[0].seq), limit=10)
+    assert hit is not None
+    assert (seqs(hit[0]), hit[1]) == ([events[2].seq], Cursor(e, hub.head))
+    limited = hub.recent(["a", "b"], Cursor(e, 0), limit=1)
+    assert limited is not None and limited[1] == Cursor(e, events[0].seq)
+
+    # Nothing new, a foreign epoch, or more than the log keeps: no answer.
+    assert hub.recent(["a"], Cursor(e, hub.head), limit=10) is None
+    assert hub.recent(["a"], Cursor("old", 0), limit=10) is None
+    await publish(hub, "a")
+    assert hub.recent(["a"], Cursor(e, 0), limit=10) is None
+    assert broker.reads == 0
