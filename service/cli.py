@@ -13,7 +13,7 @@ from . import __version__
 from . import logging as herald_logging
 from .broker.embedded import EmbeddedError, EmbeddedNats
 from .broker.nats import redact
-from .settings import Settings, SettingsError, load, to_env
+from .settings import Settings, SettingsError, load, to_env, unknown
 
 log = logging.getLogger("herald")
 
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"herald: {exc}", file=sys.stderr)
         return 2
     herald_logging.setup(settings.log_level)
+    for name in unknown():
+        log.warning("unknown setting ignored, is it a typo?", extra={"variable": name})
     return serve(settings)
 
 

@@ -84,6 +84,13 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     return settings
 
 
+def unknown(env: Mapping[str, str] | None = None) -> list[str]:
+    """HERALD_* variables that name no setting: likely typos, worth a warning."""
+    env = os.environ if env is None else env
+    known = {PREFIX + f.name.upper() for f in msgspec.structs.fields(Settings)}
+    return sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+
+
 def to_env(settings: Settings) -> dict[str, str]:
     """The settings as HERALD_* variables, to hand to worker processes."""
     out = {}

@@ -65,5 +65,7 @@ def test_kubernetes_grace_period_outlasts_the_drain() -> None:
     assert float(env["HERALD_DRAIN_SECONDS"]) < pod["terminationGracePeriodSeconds"]
     assert container["readinessProbe"]["httpGet"]["path"] in ROUTES
     assert container["livenessProbe"]["httpGet"]["path"] in ROUTES
+    # A Service named herald makes Kubernetes inject HERALD_PORT=tcp://...
+    assert pod["enableServiceLinks"] is False
     service = next(d for d in docs if d["kind"] == "Service")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from service.settings import FLAGS, Settings, SettingsError, load, to_env
+from service.settings import FLAGS, Settings, SettingsError, load, to_env, unknown
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -117,3 +117,8 @@ def test_dedup_window_may_not_outlast_history() -> None:
     assert "HERALD_HISTORY_AGE" in message
     assert "\n" not in message
     assert load(env, dedup_window=60).dedup_window == 60
+
+
+def test_unknown_variables_are_listed_for_a_warning() -> None:
+    env = {"HERALD_PROT": "1", "HERALD_PORT": "1", "OTHER": "x"}
+    assert unknown(env) == ["HERALD_PROT"]
