@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import logging
 import time
 from collections.abc import Sequence
 
 from .broker import Broker
+from .broker.base import select
 from .connection import Connection
 from .cursor import Cursor
 from .errors import EndReason, HeraldError
@@ -282,17 +284,8 @@ class Hub:
     ) -> tuple[list[Event], int]:
         """Like `Broker.read`, from the cache; `after` must be at or past its floor."""
         cache = self._cache
-        out: list[Event] = []
         i = bisect.bisect_right(cache, after, key=lambda e: e.seq)
-        for j in range(i, len(cache)):
-            event = cache[j]
-            if event.seq > until:
-                break
-            if any(pattern_matches(p, event.topic) for p in patterns):
-                if len(out) == limit:
-                    return out, out[-1].seq
-                out.append(event)
-        return out, until
+        return select(itertools.islice(cache, i, None), patterns, until, limit)
 
     def recent(
         self, patterns: Sequence[str], cursor: Cursor, limit: int

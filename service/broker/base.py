@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 from ..event import Event
+from ..topics import pattern_matches
 
 LiveHandler = Callable[[Event], None]
 
@@ -101,3 +102,19 @@ class Broker(Protocol):
     async def start_live(self, after: int, handler: LiveHandler) -> None:
         """Start handing every event with a sequence above `after` to `handler`."""
         ...
+
+
+def select(
+    events: Iterable[Event], patterns: Sequence[str], until: int, limit: int
+) -> tuple[list[Event], int]:
+    """`Broker.read` over `events`, which hold, in order, every event after the
+    read's start: the matching ones up to `until`, and the position reached."""
+    out: list[Event] = []
+    for event in events:
+        if event.seq > until:
+            break
+        if any(pattern_matches(p, event.topic) for p in patterns):
+            if len(out) == limit:
+                return out, out[-1].seq
+            out.append(event)
+    return out, until

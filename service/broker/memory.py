@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..cursor import make_epoch
 from ..event import Event
 from ..topics import pattern_matches
-from .base import Bounds, Draft, LiveHandler, Published, Retention
+from .base import Bounds, Draft, LiveHandler, Published, Retention, select
 
 
 class MemoryBroker:
@@ -121,17 +121,8 @@ class MemoryBroker:
         self, patterns: Sequence[str], after: int, until: int, limit: int
     ) -> tuple[list[Event], int]:
         self._expire(time.monotonic())
-        out: list[Event] = []
-        for _, event in self._log:
-            if event.seq <= after:
-                continue
-            if event.seq > until:
-                break
-            if any(pattern_matches(p, event.topic) for p in patterns):
-                if len(out) == limit:
-                    return out, out[-1].seq
-                out.append(event)
-        return out, until
+        events = (event for _, event in self._log if event.seq > after)
+        return select(events, patterns, until, limit)
 
     async def dropped(self, patterns: Sequence[str], after: int) -> bool:
         return any(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ..connection import Connection
 from ..cursor import Cursor
-from ..errors import InvalidInput
+from ..errors import BrokerUnavailable, InvalidInput
 from ..event import encode
+from ..hub import Hub, InstanceFull
+from ..subscription import Subscription
 from ..topics import check_pattern
 
 Scope = dict[str, Any]
@@ -122,3 +125,30 @@ def watch_disconnect(receive: Receive, conn: Connection) -> asyncio.Task[None]:
                 return
 
     return asyncio.get_running_loop().create_task(watch())
+
+
+@contextlib.asynccontextmanager
+async def subscribed(
+    hub: Hub, transport: str, patterns: Sequence[str], cursor: Cursor | None, send: Send
+) -> AsyncIterator[tuple[Connection, Subscription] | None]:
+    """A counted connection with one subscription, freed on exit; None (after
+    answering 503) when the instance is full or the broker is unreachable."""
+    try:
+        conn = hub.connect(transport)
+    except InstanceFull:
+        await send_problem(send, 503, "instance full", headers=[(b"retry-after", b"5")])
+        yield None
+        return
+    try:
+        try:
+            sub = await hub.open(patterns, cursor, conn)
+        except BrokerUnavailable as exc:
+            await send_problem(send, 503, str(exc), headers=[(b"retry-after", b"2")])
+            yield None
+            return
+        try:
+            yield conn, sub
+        finally:
+            hub.close(sub)
+    finally:
+        hub.disconnect(conn)

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import asyncio
 
-from ..errors import BrokerUnavailable, InvalidInput
+from ..connection import Connection
+from ..errors import InvalidInput
 from ..event import Event
-from ..hub import InstanceFull
+from ..hub import Hub
 from ..runtime import Runtime
-from ..subscription import Gap
-from .asgi import Query, Receive, Scope, Send, send_problem, watch_disconnect
+from ..subscription import Gap, Subscription
+from .asgi import (
+    Query,
+    Receive,
+    Scope,
+    Send,
+    send_problem,
+    subscribed,
+    watch_disconnect,
+)
 
 NAME = "poll"
 MAX_TIMEOUT = 55
@@ -44,51 +53,48 @@ async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
         await _answer(send, [e.json for e in hit[0]], str(hit[1]), gap=False)
         return
 
-    try:
-        conn = hub.connect(NAME)
-    except InstanceFull:
-        await send_problem(send, 503, "instance full", headers=[(b"retry-after", b"5")])
-        return
-    watcher = None
-    try:
-        try:
-            sub = await hub.open(patterns, cursor, conn)
-        except BrokerUnavailable as exc:
-            await send_problem(send, 503, str(exc), headers=[(b"retry-after", b"2")])
+    async with subscribed(hub, NAME, patterns, cursor, send) as opened:
+        if opened is None:
             return
+        conn, sub = opened
+        watcher = watch_disconnect(receive, conn)
         try:
-            watcher = watch_disconnect(receive, conn)
-            events: list[bytes] = []
-            gap = False
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            while not events and not gap and sub.ended is None and not conn.gone:
-                if not sub.ready:
-                    if loop.time() >= deadline:
-                        break
-                    conn.wake.clear()
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            await conn.wake.wait()
-                    except TimeoutError:
-                        break
-                    continue
-                for item in await hub.next(sub, limit - len(events)):
-                    if isinstance(item, Gap):
-                        gap = True
-                    elif isinstance(item, Event):
-                        events.append(item.json)
-            if conn.gone:
-                return
-            after = sub.cursor
+            events, gap = await _wait(hub, sub, conn, float(timeout), limit)
         finally:
-            hub.close(sub)
-    finally:
-        if watcher is not None:
             watcher.cancel()
-        hub.disconnect(conn)
+        if conn.gone:
+            return
+        after = sub.cursor
 
     await _answer(send, events, after, gap)
+
+
+async def _wait(
+    hub: Hub, sub: Subscription, conn: Connection, seconds: float, limit: int
+) -> tuple[list[bytes], bool]:
+    """Events for the answer, and whether a gap came first: at once if any are
+    ready, else the first ones to arrive within `seconds`."""
+    events: list[bytes] = []
+    gap = False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not events and not gap and sub.ended is None and not conn.gone:
+        if not sub.ready:
+            if loop.time() >= deadline:
+                break
+            conn.wake.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await conn.wake.wait()
+            except TimeoutError:
+                break
+            continue
+        for item in await hub.next(sub, limit - len(events)):
+            if isinstance(item, Gap):
+                gap = True
+            elif isinstance(item, Event):
+                events.append(item.json)
+    return events, gap
 
 
 async def _answer(send: Send, events: list[bytes], cursor: str, gap: bool) -> None:

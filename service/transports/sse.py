@@ -6,12 +6,20 @@ import logging
 import random
 
 from ..connection import Connection
-from ..errors import BrokerUnavailable, EndReason, InvalidInput
+from ..errors import EndReason, InvalidInput
 from ..event import Event, encode
-from ..hub import InstanceFull
 from ..runtime import Runtime
 from ..subscription import Item, Subscription
-from .asgi import Query, Receive, Scope, Send, header, send_problem, watch_disconnect
+from .asgi import (
+    Query,
+    Receive,
+    Scope,
+    Send,
+    header,
+    send_problem,
+    subscribed,
+    watch_disconnect,
+)
 
 log = logging.getLogger("herald.sse")
 
@@ -57,24 +65,9 @@ async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
         await send_problem(send, exc.status, f"{exc.field}: {exc.detail}")
         return
 
-    hub = rt.hub
-    try:
-        conn = hub.connect(NAME)
-    except InstanceFull:
-        await send_problem(send, 503, "instance full", headers=[(b"retry-after", b"5")])
-        return
-    try:
-        try:
-            sub = await hub.open(patterns, cursor, conn)
-        except BrokerUnavailable as exc:
-            await send_problem(send, 503, str(exc), headers=[(b"retry-after", b"2")])
-            return
-        try:
-            await _stream(rt, sub, conn, receive, send)
-        finally:
-            hub.close(sub)
-    finally:
-        hub.disconnect(conn)
+    async with subscribed(rt.hub, NAME, patterns, cursor, send) as opened:
+        if opened is not None:
+            await _stream(rt, opened[1], opened[0], receive, send)
 
 
 async def _stream(
