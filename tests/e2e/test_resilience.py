@@ -54,16 +54,18 @@ async def test_a_killed_worker_is_replaced(start_herald: HeraldFactory) -> None:
     assert len(workers) == 2, workers
 
     os.kill(workers[0], signal.SIGKILL)  # a worker of the Herald we started
-    took = _wait_until(
-        lambda: (
-            len([p for p in _children(server.proc.pid) if "nats-server" not in _cmd(p)])
-            == 2
-            and workers[0] not in _children(server.proc.pid)
-        ),
-        20,
-        "a new worker",
-    )
-    [new] = [p for p in _children(server.proc.pid) if p not in workers]
+
+    def newcomers() -> list[int]:
+        # A new worker: a live child we did not see before, with a command
+        # line (a zombie's is empty), that is not the nats-server.
+        return [
+            p
+            for p in _children(server.proc.pid)
+            if p not in workers and _cmd(p) and "nats-server" not in _cmd(p)
+        ]
+
+    took = _wait_until(lambda: len(newcomers()) == 1, 20, "a new worker")
+    [new] = newcomers()
     ready = _wait_until(lambda: _answered_by(server.url, new), 20, "the new worker")
     assert server.proc.poll() is None
     async with client() as http:
