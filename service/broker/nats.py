@@ -313,6 +313,17 @@ class NatsBroker:
     async def _on_reconnect(self) -> None:
         log.warning("nats reconnected", extra={"url": redact(self._url)})
 
+        # A restarted server has lost the live feed's in-memory consumer; left
+        # alone, nats-py notices only after two missed heartbeats. Recreate it
+        # now from the last sequence handed over (nats-py keeps no public
+        # handle on this, hence the private attributes).
+        jsi = getattr(getattr(self._live, "_sub", None), "_jsi", None)
+        if jsi is not None:
+            try:
+                await jsi.reset_ordered_consumer(jsi._sseq + 1)
+            except (nats.errors.Error, OSError) as exc:
+                log.warning("live feed reset failed", extra={"err": str(exc)})
+
 
 def _limits(config: api.StreamConfig) -> tuple[Any, ...]:
     return (
