@@ -67,10 +67,6 @@ class Hub:
     def epoch(self) -> str:
         return self.broker.epoch
 
-    @property
-    def head_cursor(self) -> str:
-        return str(Cursor(self.epoch, self.head))
-
     async def start(self) -> None:
         """Start the live feed just after the newest stored event."""
         bounds = await self.broker.bounds()
@@ -131,6 +127,11 @@ class Hub:
                 dead.append(sub)
         if dead:
             for sub in dead:
+                # Client misbehaviour, not a server fault: info, once each.
+                log.info(
+                    "subscriber too slow, disconnected",
+                    extra={"patterns": ",".join(sub.patterns[:5]), "seq": event.seq},
+                )
                 self.close(sub, sub.ended or EndReason.SLOW)
 
     def _remember(self, event: Event) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 
 from ..connection import Connection
@@ -20,8 +19,6 @@ from .asgi import (
     subscribed,
     watch_disconnect,
 )
-
-log = logging.getLogger("herald.sse")
 
 NAME = "sse"
 _HEADERS = [
