@@ -28,7 +28,7 @@ log = logging.getLogger("herald.hub")
 
 
 class InstanceFull(HeraldError):
-    """The instance holds as many subscriptions as it is allowed."""
+    """The worker holds as many client connections as it is allowed."""
 
 
 class Hub:
