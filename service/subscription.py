@@ -4,12 +4,17 @@ The hub pushes live events into the queue without ever waiting; a queue
 that passes its bounds ends the subscription as too slow, and the client
 resumes from its cursor. Replay of history is pulled page by page by the
 transport's own loop, so a slow reader paces its own replay.
+
+A transport that can write without waiting may attach a sink: a caught-up
+subscription with nothing queued then hands each live event straight to
+it, and the connection's task is not woken per event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from typing import NamedTuple
 
 from .errors import EndReason
@@ -24,6 +29,9 @@ class Gap(NamedTuple):
 
 
 Item = Event | Gap
+# Writes an event to the client now and returns True, or returns False when
+# it cannot, and the event is then queued as usual.
+Sink = Callable[[Event], bool]
 
 
 class Subscription:
@@ -41,6 +49,7 @@ class Subscription:
         "patterns",
         "queue",
         "replay_until",
+        "sink",
         "wake",
     )
 
@@ -60,6 +69,7 @@ class Subscription:
         self.replay_until = 0
         self.gap: Gap | None = None
         self.ended: EndReason | None = None
+        self.sink: Sink | None = None
         self._pushed = 0
         self._bytes = 0
         self._max_events = max_events
@@ -85,6 +95,16 @@ class Subscription:
         if event.seq <= self._pushed or self.ended is not None:
             return
         self._pushed = event.seq
+
+        if (
+            self.sink is not None
+            and not self.queue
+            and self.gap is None
+            and self.replay_until <= self.last_seq < event.seq
+            and self.sink(event)
+        ):
+            self.last_seq = event.seq
+            return
 
         if len(self.queue) >= self._max_events or self._bytes > self._max_bytes:
             self.end(EndReason.SLOW)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable
 
 from ..connection import Connection
 from ..errors import EndReason, InvalidInput
@@ -28,6 +29,8 @@ _HEADERS = [
 ]
 _PING = b": ping\n\n"
 _PAGE = 256
+# The type name of the awaitable Granian returns for a chunk it took at once.
+_DONE = "PyEmptyAwaitable"
 
 
 def encode_item(item: Item) -> bytes:
@@ -67,18 +70,62 @@ async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
             await _stream(rt, opened[1], opened[0], receive, send)
 
 
+class _Writer:
+    """Writes a stream's chunks, and is its subscription's sink once live.
+
+    Granian takes a body chunk at once while its channel to the socket has
+    room, and returns an awaitable that is already done; only then may the
+    hub write live events here directly, skipping a wake of the stream's
+    task per event. A chunk that has to wait is left `pending` for the task
+    to await; until it is done, events queue in the subscription as usual,
+    so a client that stops reading still ends as too slow.
+    """
+
+    __slots__ = ("conn", "direct", "pending", "send")
+
+    def __init__(self, send: Send, conn: Connection) -> None:
+        self.send = send
+        self.conn = conn
+        self.direct = False
+        self.pending: Awaitable[None] | None = None
+
+    def write(self, chunk: bytes, more: bool = True) -> None:
+        result = self.send(
+            {"type": "http.response.body", "body": chunk, "more_body": more}
+        )
+        if type(result).__name__ != _DONE:
+            self.pending = result
+        self.conn.wrote()
+
+    async def settle(self) -> None:
+        """Wait until the last chunk is taken."""
+        if self.pending is not None:
+            # Cleared only once done: until then the hub must not write.
+            await self.pending
+            self.pending = None
+
+    def __call__(self, event: Event) -> bool:
+        if not self.direct or self.pending is not None or self.conn.gone:
+            return False
+        try:
+            self.write(event.sse)
+        except Exception:  # the stream is over: the task finds out and ends
+            return False
+        if self.pending is not None:
+            self.conn.wake.set()
+        return True
+
+
 async def _stream(
     rt: Runtime, sub: Subscription, conn: Connection, receive: Receive, send: Send
 ) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-    await send(
-        {
-            "type": "http.response.body",
-            "body": f"retry: {rt.settings.retry_ms}\n\n".encode(),
-            "more_body": True,
-        }
-    )
-    conn.wrote()
+    writer = _Writer(send, conn)
+    writer.write(f"retry: {rt.settings.retry_ms}\n\n".encode())
+    # Direct writes only where a write is known to complete without waiting.
+    writer.direct = writer.pending is None
+    await writer.settle()
+    sub.sink = writer
     watcher = watch_disconnect(receive, conn)
     hub = rt.hub
     try:
@@ -88,9 +135,11 @@ async def _stream(
                 and sub.ended is None
                 and not conn.gone
                 and not conn.ping_due
+                and writer.pending is None
             ):
                 conn.wake.clear()
                 await conn.wake.wait()
+            await writer.settle()
             if conn.gone:
                 return
             if sub.ended is not None:
@@ -104,22 +153,17 @@ async def _stream(
                     items = sub.take(_PAGE)
                 if items:
                     if len(items) == 1:
-                        chunk = encode_item(items[0])
+                        writer.write(encode_item(items[0]))
                     else:
-                        chunk = b"".join([encode_item(i) for i in items])
-                    await send(
-                        {"type": "http.response.body", "body": chunk, "more_body": True}
-                    )
-                    conn.wrote()
+                        writer.write(b"".join([encode_item(i) for i in items]))
             elif conn.ping_due:
-                await send(
-                    {"type": "http.response.body", "body": _PING, "more_body": True}
-                )
-                conn.wrote()
-        await send({"type": "http.response.body", "body": _farewell(rt, sub.ended)})
+                writer.write(_PING)
+        writer.write(_farewell(rt, sub.ended), more=False)
+        await writer.settle()
     except OSError:
         return
     finally:
+        sub.sink = None
         watcher.cancel()
 
 

@@ -38,6 +38,8 @@ log = logging.getLogger("herald.ws")
 NAME = "ws"
 _PAGE = 256
 _PING = '{"op":"ping"}'
+# The type name of Granian's send futures: they run without being awaited.
+_FUTURE = "PyFutureAwaitable"
 
 
 class Closing(Exception):
@@ -64,10 +66,55 @@ class Session:
         self.send_raw = send
         self.subs: list[Subscription] = []
         self.closing: Closing | None = None
+        # Direct writes (see `__call__`) need Granian's futures, which send
+        # without being awaited and can say whether they are done.
+        self.direct = False
+        self._sending = 0
+        self._last: Any = None
 
     async def send(self, text: str) -> None:
-        await self.send_raw({"type": "websocket.send", "text": text})
+        """Send one frame after every frame written directly before it."""
+        await self.settle()
+        self._sending += 1
+        try:
+            await self.send_raw({"type": "websocket.send", "text": text})
+        finally:
+            self._sending -= 1
         self.conn.wrote()
+
+    async def settle(self) -> None:
+        """Wait until the last frame written directly has gone out."""
+        last = self._last
+        if last is None or last.done():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def done(_: object) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        last.add_done_callback(done)
+        await waiter
+
+    def __call__(self, event: Event) -> bool:
+        """The sink of this connection's subscriptions: write a live event
+        now unless another frame is on its way, so that the hub's fan-out
+        does not wake this connection's task per event."""
+        last = self._last
+        if (
+            not self.direct
+            or self._sending
+            or (last is not None and not last.done())
+            or self.closing is not None
+            or self.conn.gone
+        ):
+            return False
+        try:
+            self._last = self.send_raw({"type": "websocket.send", "text": event.ws})
+        except Exception:  # the socket is over: the reader finds out
+            return False
+        self.conn.wrote()
+        return True
 
     async def reply(self, ref: Ref, **fields: Any) -> None:
         if ref is not None:
@@ -90,6 +137,7 @@ class Session:
                 "topics", f"more than {limit} patterns on this connection ({held} held)"
             )
         sub = await self.rt.hub.open(patterns, cursor, self.conn)
+        sub.sink = self
         self.subs.append(sub)
 
     def unsubscribe(self, patterns: list[str]) -> None:
@@ -178,7 +226,9 @@ async def _run(
     except BrokerUnavailable as exc:
         problem = (503, str(exc))
 
-    await send({"type": "websocket.accept"})
+    accepted = send({"type": "websocket.accept"})
+    session.direct = type(accepted).__name__ == _FUTURE
+    await accepted
     if rt.draining:
         await _close(send, CloseCode.GOING_AWAY, "server draining, reconnect")
         return
@@ -193,6 +243,8 @@ async def _run(
     finally:
         reader.cancel()
     if closing is not None:
+        with contextlib.suppress(OSError):
+            await session.settle()
         await _close(send, closing.code, closing.reason)
 
 
@@ -227,7 +279,6 @@ async def _write(session: Session, reader: asyncio.Task[None]) -> Closing | None
     """Write events as they come; return how to close, or None if the client left."""
     conn = session.conn
     hub = session.rt.hub
-    send = session.send_raw
     try:
         while True:
             subs = session.subs
@@ -261,12 +312,8 @@ async def _write(session: Session, reader: asyncio.Task[None]) -> Closing | None
                     else:
                         items = sub.take(_PAGE)
                     for item in items:
-                        await send(
-                            {"type": "websocket.send", "text": encode_item(item)}
-                        )
-                    if items:
-                        conn.wrote()
-                        sent = True
+                        await session.send(encode_item(item))
+                    sent = sent or bool(items)
             if session.rt.draining:
                 return Closing(CloseCode.GOING_AWAY, "server draining, reconnect")
             if conn.ping_due and not sent:

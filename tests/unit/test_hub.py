@@ -450,3 +450,73 @@ async def test_recent_answers_from_the_cache_or_not_at_all() -> None:
     await publish(hub, "a")
     assert hub.recent(["a"], Cursor(e, 0), limit=10) is None
     assert broker.reads == 0
+
+
+class Sink:
+    """A transport's direct writer that is free or busy as the test says."""
+
+    def __init__(self) -> None:
+        self.written: list[int] = []
+        self.busy = False
+
+    def __call__(self, event: Event) -> bool:
+        if self.busy:
+            return False
+        self.written.append(event.seq)
+        return True
+
+
+async def test_a_caught_up_subscription_hands_live_events_to_its_sink() -> None:
+    hub = await start_hub()
+    conn = Connection("sse")
+    sub = await hub.open(["t"], None, conn)
+    sink = sub.sink = Sink()
+
+    events = await publish(hub, "t", "u", "t")
+    assert sink.written == [events[0].seq, events[2].seq]
+    assert not sub.ready and not conn.wake.is_set()
+    assert sub.cursor == f"{hub.epoch}-{events[2].seq}"
+
+
+async def test_a_busy_sink_queues_and_nothing_skips_the_queue() -> None:
+    hub = await start_hub()
+    conn = Connection("ws")
+    sub = await hub.open(["t"], None, conn)
+    sink = sub.sink = Sink()
+
+    first = await publish(hub, "t")
+    sink.busy = True
+    queued = await publish(hub, "t", "t")
+    assert conn.wake.is_set()
+    # Free again, but events are queued: they must go first, in order.
+    sink.busy = False
+    later = await publish(hub, "t")
+    assert sink.written == [first[0].seq]
+    assert seqs(await drain(hub, sub)) == [e.seq for e in queued + later]
+
+    # The queue is empty again: the sink takes over.
+    last = await publish(hub, "t")
+    assert sink.written == [first[0].seq, last[0].seq]
+
+
+async def test_no_sink_while_replaying_or_with_a_gap_due() -> None:
+    hub = Hub(CountingBroker(max_per_topic=3))
+    await publish(hub, *["t"] * 5)
+    await hub.start()
+    replaying = await hub.open(["t"], Cursor(hub.epoch, 3), Connection("sse"))
+    gapped = await hub.open(["t"], Cursor(hub.epoch, 0), Connection("sse"))
+    assert replaying.gap is None and gapped.gap is not None
+    sinks = []
+    for sub in (replaying, gapped):
+        sub.sink = Sink()
+        sinks.append(sub.sink)
+
+    live = await publish(hub, "t")
+    assert [s.written for s in sinks] == [[], []]
+    assert seqs(await drain(hub, replaying)) == [4, 5, live[0].seq]
+    items = await drain(hub, gapped)
+    assert isinstance(items[0], Gap)
+    assert seqs(items[1:]) == [4, 5, live[0].seq]
+
+    after = await publish(hub, "t")
+    assert [s.written for s in sinks] == [[after[0].seq]] * 2
