@@ -1,9 +1,10 @@
 """Light asyncio clients for the bench: HTTP/1.1, SSE, WebSocket, poll, publish.
 
 They do as little as a client can, so that the bench measures the server:
-HTTP is written and parsed by hand on keep-alive connections, SSE is read
-from the chunked body as it arrives, and WebSocket uses `websockets`.
-Each subscriber records what it gets in a `Tally`.
+HTTP is written and parsed by hand on keep-alive connections, and the SSE
+and WebSocket subscribers are protocols (`SseStream`, `WsStream`) that parse
+their bytes as they arrive, without a coroutine switch per event. Each
+subscriber records what it gets in a `Tally`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from typing import NamedTuple
 from urllib.parse import quote
 
 import msgspec
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
-from wire import SseReader, Stamp, encode
+from sse_stream import SseStream
+from stream import HttpError, Stream, parse_head
+from wire import Stamp, encode
+from ws_stream import WsClosed, WsStream
 
 # Reconnects one subscriber makes before it gives up, so a broken server
 # cannot keep a run busy.
 MAX_RECONNECTS = 20
+# Seconds a subscriber may take to connect and get its answer's head.
+OPEN_TIMEOUT = 60
 
 
 class Target(NamedTuple):
@@ -64,10 +68,6 @@ _frame = msgspec.json.Decoder(BenchFrame).decode
 _poll = msgspec.json.Decoder(BenchPoll).decode
 decode_ack = msgspec.json.Decoder(Ack).decode
 decode_acks = msgspec.json.Decoder(list[Ack]).decode
-
-
-class HttpError(Exception):
-    """The server answered with an unexpected status."""
 
 
 class Stats:
@@ -139,13 +139,7 @@ class Http:
 
 async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes]]:
     raw = await reader.readuntil(b"\r\n\r\n")
-    lines = raw.split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers
+    return parse_head(raw[:-4])
 
 
 async def sse(
@@ -153,64 +147,45 @@ async def sse(
 ) -> None:
     """Read one SSE stream, reconnecting with Last-Event-ID when it ends."""
     stats = tally.stats
+
+    def handle(kind: str, data: bytes, now: float) -> None:
+        if kind == "herald.gap":
+            stats.gaps += 1
+        else:
+            event = _event(data)
+            tally.event(event.id, event.data, now)
+
     for attempt in range(MAX_RECONNECTS + 1):
         if attempt:
             stats.reconnects += 1
             await asyncio.sleep(0.1)
         resume = f"Last-Event-ID: {tally.cursor}\r\n" if tally.cursor else ""
-        try:
-            reader, writer = await asyncio.open_connection(*target)
-        except OSError:
+        request = (
+            f"GET /v1/sse?topic={quote(topic)} HTTP/1.1\r\n"
+            f"Host: {target.netloc}\r\nAccept: text/event-stream\r\n"
+            f"{resume}\r\n"
+        )
+        if not await _follow(target, SseStream(request.encode(), handle), ready):
             stats.errors += 1
-            continue
-        try:
-            request = (
-                f"GET /v1/sse?topic={quote(topic)} HTTP/1.1\r\n"
-                f"Host: {target.netloc}\r\nAccept: text/event-stream\r\n"
-                f"{resume}\r\n"
-            )
-            writer.write(request.encode())
-            status, headers = await read_head(reader)
-            if status != 200:
-                raise HttpError(status)
-            ready()
-            await _sse_body(reader, headers, tally)
-        except (OSError, asyncio.IncompleteReadError, HttpError, ValueError):
-            stats.errors += 1
-        finally:
-            writer.close()
-
-
-async def _sse_body(
-    reader: asyncio.StreamReader, headers: dict[bytes, bytes], tally: Tally
-) -> None:
-    chunked = headers.get(b"transfer-encoding", b"").lower() == b"chunked"
-    parser = SseReader()
-    stats = tally.stats
-    while True:
-        if chunked:
-            size = int((await reader.readline()).split(b";")[0], 16)
-            if size == 0:
-                return
-            data = (await reader.readexactly(size + 2))[:-2]
-        else:
-            data = await reader.read(65536)
-            if not data:
-                return
-        now = time.time()
-        for kind, _, payload in parser.feed(data):
-            if kind == "herald.gap":
-                stats.gaps += 1
-            else:
-                event = _event(payload)
-                tally.event(event.id, event.data, now)
 
 
 async def ws(
     target: Target, topic: str, tally: Tally, ready: Callable[[], None]
 ) -> None:
-    """Read one WebSocket subscription, reconnecting with its cursor."""
+    """Read one WebSocket subscription, reconnecting with its cursor.
+
+    A close with a code of `RESUMABLE` is a normal end; any other close, or a
+    connection lost without a close frame, counts as an error.
+    """
     stats = tally.stats
+
+    def handle(data: bytes, now: float) -> None:
+        frame = _frame(data)
+        if frame.op == "event" and frame.data is not None:
+            tally.event(frame.id, frame.data, now)
+        elif frame.op == "gap":
+            stats.gaps += 1
+
     for attempt in range(MAX_RECONNECTS + 1):
         if attempt:
             stats.reconnects += 1
@@ -218,29 +193,28 @@ async def ws(
         query = f"topic={quote(topic)}"
         if tally.cursor:
             query += f"&cursor={tally.cursor}"
-        try:
-            async with ws_connect(
-                f"ws://{target.netloc}/v1/ws?{query}",
-                compression=None,
-                ping_interval=None,
-                max_size=1 << 20,
-                open_timeout=60,
-                close_timeout=1,
-            ) as conn:
-                ready()
-                while True:
-                    data = await conn.recv(decode=False)
-                    now = time.time()
-                    frame = _frame(data)
-                    if frame.op == "event" and frame.data is not None:
-                        tally.event(frame.id, frame.data, now)
-                    elif frame.op == "gap":
-                        stats.gaps += 1
-        except ConnectionClosed as exc:
-            if exc.rcvd is None or exc.rcvd.code not in (1000, 1001, 1013):
-                stats.errors += 1
-        except (OSError, WebSocketException, TimeoutError, ValueError):
+        stream = WsStream(target.netloc, f"/v1/ws?{query}", handle)
+        if not await _follow(target, stream, ready):
             stats.errors += 1
+
+
+async def _follow(target: Target, stream: Stream, ready: Callable[[], None]) -> bool:
+    """Open `stream`, call `ready` once it is open, and wait for its end.
+
+    False when it could not open or did not end cleanly.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(OPEN_TIMEOUT):
+            await loop.create_connection(lambda: stream, *target)
+            await stream.opened
+        ready()
+        await stream.ended
+    except (OSError, EOFError, HttpError, WsClosed, ValueError, TimeoutError):
+        return False
+    finally:
+        stream.close()
+    return True
 
 
 def poll(timeout: int, start: str) -> Callable[..., Awaitable[None]]:

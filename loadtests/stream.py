@@ -55,6 +55,8 @@ class Stream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
+            if self.ended.done():
+                return  # bytes after the end, such as after a close frame
             if self.opened.done():
                 self.received(data)
             else:

@@ -75,14 +75,19 @@ class SseReader:
         self._rest = b""
 
     def feed(self, chunk: bytes) -> list[tuple[str, str, bytes]]:
-        blocks = (self._rest + chunk).replace(b"\r\n", b"\n").split(b"\n\n")
+        # The checks before copying matter: a bench subscriber feeds every
+        # event through here, and Herald sends neither CRLF nor split events.
+        text = self._rest + chunk if self._rest else chunk
+        if b"\r" in text:
+            text = text.replace(b"\r\n", b"\n")
+        blocks = text.split(b"\n\n")
         self._rest = blocks.pop()
         out = []
         for block in blocks:
             kind, event_id, data = "message", "", []
             for line in block.split(b"\n"):
                 name, _, value = line.partition(b":")
-                if value.startswith(b" "):
+                if value[:1] == b" ":
                     value = value[1:]
                 if name == b"data":
                     data.append(value)

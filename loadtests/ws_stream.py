@@ -62,7 +62,8 @@ class WsStream(Stream):
     """Upgrade `GET path` to a WebSocket and hand each message to `handle`.
 
     `ended` resolves when the server closes with a code of `RESUMABLE` and
-    fails with `WsClosed` on any other; `close_code` keeps the code either way.
+    fails with `WsClosed` on any other; `close_code` keeps the server's code
+    either way (`NO_STATUS` for a close frame without one).
     """
 
     def __init__(
@@ -78,6 +79,8 @@ class WsStream(Stream):
         self.handle = handle
         self.max_size = max_size
         self.close_code: int | None = None
+        self._upgraded = False
+        self._closing = False  # this side sent its close frame
         self._buf = b""  # an incomplete frame
         self._parts: list[bytes] | None = None  # fragments of a message
         self._size = 0
@@ -91,6 +94,7 @@ class WsStream(Stream):
             raise ValueError("wrong Sec-WebSocket-Accept")
         if headers.get(b"sec-websocket-extensions"):
             raise ValueError("an extension no one asked for")
+        self._upgraded = True
 
     def received(self, data: bytes) -> None:
         try:
@@ -100,7 +104,7 @@ class WsStream(Stream):
             raise
 
     def close(self) -> None:
-        if self.opened.done() and self.close_code is None:
+        if self._upgraded:
             self._send_close(1000)
         super().close()
 
@@ -131,7 +135,7 @@ class WsStream(Stream):
                 self.handle(buf[at:pos], now)
             else:
                 self._frame(first & 0x80, first & 0x0F, buf[at:pos], now)
-                if self.close_code is not None:
+                if self.ended.done():
                     return
         self._buf = buf[pos:]
 
@@ -167,16 +171,17 @@ class WsStream(Stream):
             if len(payload) == 1:
                 raise WsError(1002, "one-byte close payload")
             code = int.from_bytes(payload[:2], "big") if payload else NO_STATUS
+            self.close_code = code
             self._send_close(code)
             self.finish(None if code in RESUMABLE else WsClosed(code))
         elif opcode != _PONG:
             raise WsError(1002, f"reserved opcode {opcode}")
 
     def _send_close(self, code: int) -> None:
-        """Send the one close frame of this side; a missing code is echoed as none."""
-        if self.close_code is not None:
+        """Send this side's one close frame; `NO_STATUS` is sent as no code."""
+        if self._closing:
             return
-        self.close_code = code
+        self._closing = True
         self._write(masked(_CLOSE, b"" if code == NO_STATUS else code.to_bytes(2)))
 
     def _write(self, frame: bytes) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import bisect
 import itertools
 import logging
+import operator
 import time
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from .subscription import Gap, Item, Subscription
 from .topics import PatternTrie, pattern_matches
 
 log = logging.getLogger("herald.hub")
+_SEQ = operator.attrgetter("seq")
 
 
 class InstanceFull(HeraldError):
@@ -217,7 +219,7 @@ class Hub:
         if not self._cache_floor <= after <= self.head:
             return False
         cache = self._cache
-        i = bisect.bisect_right(cache, after, key=lambda e: e.seq)
+        i = bisect.bisect_right(cache, after, key=_SEQ)
         if i == len(cache):
             return True
         retention = self.broker.retention
@@ -285,7 +287,7 @@ class Hub:
     ) -> tuple[list[Event], int]:
         """Like `Broker.read`, from the cache; `after` must be at or past its floor."""
         cache = self._cache
-        i = bisect.bisect_right(cache, after, key=lambda e: e.seq)
+        i = bisect.bisect_right(cache, after, key=_SEQ)
         return select(itertools.islice(cache, i, None), patterns, until, limit)
 
     def recent(

@@ -83,11 +83,12 @@ async def _wait(
             if loop.time() >= deadline:
                 break
             conn.wake.clear()
+            # A timer that wakes the loop is cheaper than a timeout scope.
+            timer = loop.call_at(deadline, conn.wake.set)
             try:
-                async with asyncio.timeout_at(deadline):
-                    await conn.wake.wait()
-            except TimeoutError:
-                break
+                await conn.wake.wait()
+            finally:
+                timer.cancel()
             continue
         for item in await hub.next(sub, limit - len(events)):
             if isinstance(item, Gap):
