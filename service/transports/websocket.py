@@ -74,9 +74,11 @@ class Session:
 
     async def send(self, text: str) -> None:
         """Send one frame after every frame written directly before it."""
-        await self.settle()
+        # Counted from the start: once the last direct write is done, the
+        # hub must not write ahead of this frame while this task resumes.
         self._sending += 1
         try:
+            await self.settle()
             await self.send_raw({"type": "websocket.send", "text": text})
         finally:
             self._sending -= 1
