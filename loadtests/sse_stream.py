@@ -51,6 +51,14 @@ class SseStream(Stream):
 
     def _dechunk(self, data: bytes) -> bytes:
         """The body bytes in `data`, chunk-size lines and chunk ends cut out."""
+        if not self._left and not self._partial:
+            # Most reads hold exactly one whole chunk: one write of Granian's.
+            eol = data.find(b"\r\n")
+            if eol > 0:
+                size = int(data[:eol].partition(b";")[0], 16)
+                if size and len(data) == eol + size + 4:
+                    return data[eol + 2 : -2]
+
         buf = self._partial + data if self._partial else data
         self._partial = b""
         pieces = []

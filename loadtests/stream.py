@@ -8,6 +8,7 @@ coroutine switch, and the client stays cheap next to the server it measures.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 # The longest head a server may send before its body: a guard, not a limit.
 _MAX_HEAD = 16384
@@ -49,9 +50,9 @@ class Stream(asyncio.Protocol):
         self._head = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
+        # uvloop's transports do not derive from asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -84,17 +84,17 @@ class SseReader:
         self._rest = blocks.pop()
         out = []
         for block in blocks:
-            kind, event_id, data = "message", "", []
+            kind, event_id, data = "message", "", None
             for line in block.split(b"\n"):
                 name, _, value = line.partition(b":")
                 if value[:1] == b" ":
                     value = value[1:]
                 if name == b"data":
-                    data.append(value)
+                    data = value if data is None else data + b"\n" + value
                 elif name == b"id":
                     event_id = value.decode()
                 elif name == b"event":
                     kind = value.decode()
-            if data:
-                out.append((kind, event_id, b"\n".join(data)))
+            if data is not None:
+                out.append((kind, event_id, data))
         return out
