@@ -107,7 +107,7 @@ def serve(settings: Settings) -> int:
 
 def _granian(settings: Settings) -> int:
     from granian import Granian
-    from granian.constants import Interfaces, Loops
+    from granian.constants import HTTPModes, Interfaces, Loops
     from granian.log import LogLevels
 
     quiet = settings.log_level != "debug"
@@ -117,6 +117,9 @@ def _granian(settings: Settings) -> int:
         address=settings.host,
         port=settings.port,
         interface=Interfaces.ASGI,
+        # HTTP/1.1 only: Granian's auto-detection of HTTP/2 costs about
+        # 12 KiB per connection, and without TLS no browser speaks HTTP/2.
+        http=HTTPModes.http1,
         workers=settings.workers,
         loop=Loops.auto,
         log_level=LogLevels.warning if quiet else LogLevels.debug,
