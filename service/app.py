@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -74,6 +75,20 @@ class Front:
             log.exception("stream failed", extra={"path": scope.get("path")})
 
 
+def _tune_gc() -> None:
+    """Keep the cyclic collector off the per-event path.
+
+    Objects alive once the worker is up are frozen out of every later
+    collection, and young collections run every 20,000 allocations instead
+    of 700: deliveries allocate short-lived containers that reference
+    counting frees anyway, and each full collection walks every object of
+    every connection, which shows as a tail-latency spike.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def create_app(settings: Settings | None = None) -> Front:
     """Build the app; Granian calls this in each worker (`--factory`)."""
     settings = settings or load()
@@ -93,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Front:
         await hub.start()
         hub.start_pings(settings.ping_interval)
         drain.install(rt)
+        _tune_gc()
         rt.started = True
         where = redact(settings.nats_url) if settings.broker == "nats" else "memory"
         log.debug("worker ready", extra={"broker": where, "epoch": broker.epoch})
