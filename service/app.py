@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
-from . import __version__, drain
+from . import __version__, drain, lifeline
 from . import logging as herald_logging
 from .api import health, problems, publish
 from .broker import Broker
@@ -91,6 +91,9 @@ def _tune_gc() -> None:
 
 def create_app(settings: Settings | None = None) -> Front:
     """Build the app; Granian calls this in each worker (`--factory`)."""
+    # A worker outliving `herald serve` would hold the port with no one to
+    # replace it: it drains and exits instead.
+    lifeline.end_with_parent()
     settings = settings or load()
     herald_logging.setup(settings.log_level)
     broker = make_broker(settings)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import HeraldError
+from ..lifeline import end_with_parent
 
 log = logging.getLogger("herald.embedded")
 
@@ -94,6 +95,10 @@ class EmbeddedNats:
                 # Its own session: a Ctrl-C or group signal meant for Herald must
                 # not stop the log before the workers have drained.
                 start_new_session=True,
+                # It holds the data dir's lock too, so no second server opens
+                # the store while this one lives, and it ends with Herald.
+                pass_fds=(self._lock.fileno(),) if self._lock else (),
+                preexec_fn=end_with_parent,
             )
         self._proc = proc
         ports_file = self._ports_dir / f"nats-server_{proc.pid}.ports"

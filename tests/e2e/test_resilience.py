@@ -160,3 +160,38 @@ def test_a_second_serve_on_a_busy_port_or_data_dir_stops(tmp_path: Path) -> None
         assert len(ports) == 1 and json.loads(ports[0].read_text())["nats"]
     finally:
         assert stop(first) == 0, log.read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_workers_and_nats_end_when_serve_is_killed(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "first.log"
+    first = launch(["--port", str(port), "--data-dir", str(data_dir)], clean_env(), log)
+    _wait_ready(url, first, log)
+    children = _children(first.pid)
+    assert len(children) == 2, [_cmd(p) for p in children]  # a worker, nats-server
+
+    first.kill()  # SIGKILL: no chance to stop its children itself
+    first.wait()
+    took = _wait_until(
+        lambda: not any(_alive(p) for p in children), 15, "children ended"
+    )
+
+    # The port and the data dir are free for the next serve at once.
+    log = tmp_path / "second.log"
+    second = launch(
+        ["--port", str(port), "--data-dir", str(data_dir)], clean_env(), log
+    )
+    try:
+        _wait_ready(url, second, log)
+    finally:
+        assert stop(second) == 0, log.read_text()
+    print(f"\norphans gone {took:.2f} s after serve was killed")
