@@ -17,6 +17,8 @@ from litestar.plugins.problem_details import (
 from ..errors import BrokerUnavailable, InvalidInput
 
 log = logging.getLogger("herald.api")
+# RFC 9457's default type: the status code says it all.
+_TYPE = "about:blank"
 
 
 def _title(status: int) -> str:
@@ -32,6 +34,7 @@ def _from_invalid(exc: InvalidInput) -> ProblemDetailsException:
         title=_title(exc.status),
         detail=f"{exc.field}: {exc.detail}",
         extra={"field": exc.field},
+        type_=_TYPE,
     )
 
 
@@ -41,22 +44,26 @@ def _from_unavailable(exc: BrokerUnavailable) -> ProblemDetailsException:
         title=_title(503),
         detail=f"broker unavailable, retry later: {exc}",
         headers={"Retry-After": "2"},
+        type_=_TYPE,
     )
 
 
 def _from_http(exc: HTTPException) -> ProblemDetailsException:
     detail = exc.detail
     extra = exc.extra
+    field = None
     if isinstance(extra, list) and extra:
         # Litestar's validation errors list {"message", "key", "source"}.
         first = extra[0]
         if isinstance(first, dict) and "key" in first:
-            detail = f"{first['key']}: {first.get('message', detail)}"
+            field = str(first["key"])
+            detail = f"{field}: {first.get('message', detail)}"
     headers = exc.headers
     if exc.status_code == 413:
         # Litestar's request_max_body_size refusal names no field, and comes
         # before the body is read: close, or a client may reuse a connection
         # the server is about to drop.
+        field = "body"
         detail = "body: larger than this endpoint takes"
         headers = {**(headers or {}), "Connection": "close"}
     return ProblemDetailsException(
@@ -64,6 +71,8 @@ def _from_http(exc: HTTPException) -> ProblemDetailsException:
         title=_title(exc.status_code),
         detail=detail,
         headers=headers,
+        extra={"field": field} if field else None,
+        type_=_TYPE,
     )
 
 
@@ -71,7 +80,7 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
     """Log an unexpected error and answer 500 without leaking internals."""
     log.error("request failed", exc_info=exc, extra={"path": request.url.path})
     return ProblemDetailsException(
-        status_code=500, title=_title(500), detail="internal error, logged"
+        status_code=500, title=_title(500), detail="internal error, logged", type_=_TYPE
     ).to_response(request)
 
 

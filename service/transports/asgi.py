@@ -82,16 +82,18 @@ async def send_problem(
     detail: str,
     title: str = "",
     headers: list[tuple[bytes, bytes]] | None = None,
+    field: str | None = None,
 ) -> None:
-    """Answer with an RFC 9457 problem+json body."""
-    body = encode(
-        {
-            "type": "about:blank",
-            "status": status,
-            "title": title or _title(status),
-            "detail": detail,
-        }
-    )
+    """Answer with an RFC 9457 problem+json body, naming the field at fault."""
+    problem: dict[str, object] = {
+        "type": "about:blank",
+        "status": status,
+        "title": title or _title(status),
+        "detail": detail,
+    }
+    if field is not None:
+        problem["field"] = field
+    body = encode(problem)
     await send(
         {
             "type": "http.response.start",
@@ -105,6 +107,11 @@ async def send_problem(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_invalid(send: Send, exc: InvalidInput) -> None:
+    """Answer a refused request with its status, detail and field."""
+    await send_problem(send, exc.status, f"{exc.field}: {exc.detail}", field=exc.field)
 
 
 def _title(status: int) -> str:
@@ -178,7 +185,12 @@ async def subscribed(
         try:
             sub = await hub.open(patterns, cursor, conn)
         except BrokerUnavailable as exc:
-            await send_problem(send, 503, str(exc), headers=[(b"retry-after", b"2")])
+            await send_problem(
+                send,
+                503,
+                f"broker unavailable, retry later: {exc}",
+                headers=[(b"retry-after", b"2")],
+            )
             yield None
             return
         try:

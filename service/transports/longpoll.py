@@ -20,6 +20,7 @@ from .asgi import (
     Receive,
     Scope,
     Send,
+    send_invalid,
     send_problem,
     subscribed,
     watch_disconnect,
@@ -42,7 +43,7 @@ async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
         timeout = query.number("timeout", 25, 0, MAX_TIMEOUT)
         limit = query.number("limit", 100, 1, MAX_LIMIT)
     except InvalidInput as exc:
-        await send_problem(send, exc.status, f"{exc.field}: {exc.detail}")
+        await send_invalid(send, exc)
         return
     if rt.draining:
         timeout = 0

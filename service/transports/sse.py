@@ -16,6 +16,7 @@ from .asgi import (
     Scope,
     Send,
     header,
+    send_invalid,
     send_problem,
     subscribed,
     watch_disconnect,
@@ -62,7 +63,7 @@ async def serve(rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None
         patterns = query.patterns(rt.settings.max_topics)
         cursor = query.cursor(header(scope, b"last-event-id") or None)
     except InvalidInput as exc:
-        await send_problem(send, exc.status, f"{exc.field}: {exc.detail}")
+        await send_invalid(send, exc)
         return
 
     async with subscribed(rt.hub, NAME, patterns, cursor, send) as opened:

@@ -75,8 +75,11 @@ def assert_problem(response: httpx.Response, status: int, field: str) -> str:
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
     assert problem["status"] == status
+    assert problem["type"] == "about:blank" and problem["title"], problem
     detail: str = problem["detail"]
     assert field in detail, f"{field!r} not named in {detail!r}"
+    if status in (400, 413):
+        assert field in problem.get("field", ""), f"no field member naming {field!r}"
     return detail
 
 
