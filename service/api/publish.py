@@ -9,7 +9,7 @@ from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 
-from ..broker import Draft
+from ..broker import Draft, Published
 from ..errors import InvalidInput, TooLarge
 from ..protocol import BatchItem, PublishBody, decode, event_body
 from ..runtime import Runtime
@@ -34,6 +34,25 @@ def _key(value: str | None) -> str | None:
             "Idempotency-Key", "must be 1 to 200 visible ASCII characters"
         )
     return value
+
+
+def _check_replay(published: Published, draft: Draft) -> None:
+    """Refuse a retry whose key was first used for another event.
+
+    A deduplicated publish answers with the first event; if the retry asks
+    for a different one, answering 201 would hide that it was not stored.
+    """
+    if published.duplicate and _without_time(published.event.body) != _without_time(
+        draft.body
+    ):
+        raise InvalidInput(
+            "Idempotency-Key", "already used for a different event (type or data)", 422
+        )
+
+
+def _without_time(body: bytes) -> bytes:
+    head, _, rest = body.partition(b',"time":"')
+    return head + rest[rest.index(b'"') :]
 
 
 def _answer(body: bytes, replayed: bool) -> Response[bytes]:
@@ -63,6 +82,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         body = event_body(topic, msg.type, msg.data, settings.max_event_bytes)
         draft = Draft(topic, body, f"{topic}/{key}" if key else None)
         [published] = await rt.broker.publish([draft])
+        _check_replay(published, draft)
         return _answer(published.event.summary(), published.duplicate)
 
     @post(
@@ -98,6 +118,8 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
             )
             for i, item in enumerate(items)
         ]
+        # A reused key is not checked against the first batch: items past
+        # its length would be stored already, so a 422 would be untrue.
         published = await rt.broker.publish(drafts)
         return _answer(
             b"[" + b",".join([p.event.summary() for p in published]) + b"]",

@@ -64,6 +64,12 @@ async def test_idempotent_retry_returns_the_first_event_once(herald: Herald) -> 
         assert "idempotent-replayed" not in first.headers
         assert retry.headers["idempotent-replayed"] == "true"
 
+        for changed in ({"data": 2}, {"data": 1, "type": "other"}):
+            reused = await client.post(
+                f"/v1/topics/{topic}/events", json=changed, headers=key
+            )
+            assert_problem(reused, 422, "Idempotency-Key")
+
         other = await publish(client, topic, 1, headers={"Idempotency-Key": "other"})
         assert other["id"] != first.json()["id"]
         assert (await stream.next()).id == first.json()["id"]
