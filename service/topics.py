@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
@@ -42,12 +43,15 @@ def _tokens(value: str, field: str, *, wildcards: bool) -> list[str]:
     return tokens
 
 
+# Valid names repeat (every poll of a topic checks it again): remember them.
+@functools.lru_cache(maxsize=4096)
 def check_topic(value: str, field: str = "topic") -> str:
     """Return `value` if it is a valid topic, else raise InvalidInput."""
     _tokens(value, field, wildcards=False)
     return value
 
 
+@functools.lru_cache(maxsize=4096)
 def check_pattern(value: str, field: str = "topic") -> str:
     """Return `value` if it is a valid pattern (`*` and a last `>` allowed)."""
     _tokens(value, field, wildcards=True)

@@ -29,13 +29,21 @@ class Query:
     def __init__(self, scope: Scope) -> None:
         raw = scope.get("query_string", b"")
         try:
-            pairs = parse_qsl(raw.decode(), keep_blank_values=True, errors="strict")
+            text = raw.decode()
+            if "%" in text or "+" in text:
+                pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+            else:
+                # Nothing to unescape, as in most subscribe URLs: split alone.
+                parts = (p.partition("=") for p in text.split("&") if p)
+                pairs = [(k, v) for k, _, v in parts]
         except UnicodeDecodeError:
             raise InvalidInput("query", "is not valid UTF-8") from None
-        self._pairs = pairs
+        self._values: dict[str, list[str]] = {}
+        for key, value in pairs:
+            self._values.setdefault(key, []).append(value)
 
     def all(self, name: str) -> list[str]:
-        return [v for k, v in self._pairs if k == name]
+        return list(self._values.get(name, ()))
 
     def one(self, name: str) -> str | None:
         values = self.all(name)
