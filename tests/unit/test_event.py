@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -83,3 +84,18 @@ def test_summary_is_not_fooled_by_data_that_looks_like_a_member() -> None:
 
 def test_now_rfc3339_is_utc_with_milliseconds() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", now_rfc3339())
+
+
+def test_now_rfc3339_tells_the_time_across_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = 1_767_225_599  # 2025-12-31T23:59:59Z
+    for offset, expected in [
+        (0.0, "2025-12-31T23:59:59.000Z"),
+        (0.9995, "2025-12-31T23:59:59.999Z"),
+        (1.0, "2026-01-01T00:00:00.000Z"),
+        (1.25, "2026-01-01T00:00:00.250Z"),
+        (0.5, "2025-12-31T23:59:59.500Z"),
+    ]:
+        monkeypatch.setattr(time, "time", lambda o=offset: base + o)
+        assert now_rfc3339() == expected
