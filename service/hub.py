@@ -64,6 +64,10 @@ class Hub:
         self._idle = asyncio.Event()
         self._idle.set()
         self._sweeper: asyncio.Task[None] | None = None
+        # Counters for /metrics: events handed to subscriptions (live), and
+        # subscriptions ended for falling behind.
+        self.deliveries = 0
+        self.slow_ended = 0
 
     @property
     def epoch(self) -> str:
@@ -122,12 +126,16 @@ class Hub:
         self.head = event.seq
         self._remember(event)
         dead = None
+        matched = 0
         for sub in self._trie.match(event.topic):
+            matched += 1
             sub.push(event)
             if sub.ended is not None:
                 dead = dead or []
                 dead.append(sub)
+        self.deliveries += matched
         if dead:
+            self.slow_ended += len(dead)
             for sub in dead:
                 # Client misbehaviour, not a server fault: info, once each.
                 log.info(

@@ -10,6 +10,8 @@ from litestar.handlers import HTTPRouteHandler
 from ..event import encode
 from ..runtime import Runtime
 
+_TRANSPORTS = ("sse", "ws", "poll")
+
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     @get("/healthz", summary="The process is alive", cache=False)
@@ -41,7 +43,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     )
     async def metrics() -> Response[bytes]:
         hub = rt.hub
-        by_transport: dict[str, int] = {}
+        by_transport = dict.fromkeys(_TRANSPORTS, 0)
         for conn in hub.connections:
             by_transport[conn.transport] = by_transport.get(conn.transport, 0) + 1
         lines = [
@@ -57,6 +59,12 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
             "# HELP herald_head_sequence Newest sequence this worker has seen.",
             "# TYPE herald_head_sequence gauge",
             f"herald_head_sequence {hub.head}",
+            "# HELP herald_deliveries_total Live events handed to subscriptions.",
+            "# TYPE herald_deliveries_total counter",
+            f"herald_deliveries_total {hub.deliveries}",
+            "# HELP herald_slow_disconnects_total Subscriptions ended as too slow.",
+            "# TYPE herald_slow_disconnects_total counter",
+            f"herald_slow_disconnects_total {hub.slow_ended}",
             "# HELP herald_broker_ready Whether the broker is connected.",
             "# TYPE herald_broker_ready gauge",
             f"herald_broker_ready {int(rt.broker.ready)}",

@@ -211,7 +211,12 @@ async def recv_event(ws: ClientConnection, wait: float = WAIT) -> dict[str, Any]
 
 async def subscriptions(client: httpx.AsyncClient) -> int:
     """The server's subscription count, from `herald_subscriptions` in /metrics."""
+    return await metric(client, "herald_subscriptions")
+
+
+async def metric(client: httpx.AsyncClient, name: str) -> int:
+    """One unlabelled sample of the server's /metrics."""
     metrics = (await client.get("/metrics")).text
-    found = re.search(r"^herald_subscriptions (\d+)$", metrics, re.MULTILINE)
+    found = re.search(rf"^{name} (\d+)$", metrics, re.MULTILINE)
     assert found, metrics
     return int(found.group(1))

@@ -15,6 +15,7 @@ from .clients import (
     SseStream,
     fresh_topic,
     http,
+    metric,
     publish,
     sse,
     subscriptions,
@@ -190,6 +191,8 @@ async def test_slow_stream_ends_cleanly_and_others_get_everything(
         # reads all the time.
         assert stalled.status_code == 200
         assert await subscriptions(client) == 2
+        slow_before = await metric(client, "herald_slow_disconnects_total")
+        delivered_before = await metric(client, "herald_deliveries_total")
         sent = []
         async with asyncio.timeout(60):
             for i in range(1000):
@@ -201,6 +204,10 @@ async def test_slow_stream_ends_cleanly_and_others_get_everything(
 
         received = [(await reader.next()).id for _ in sent]
         assert received == sent
+        assert await metric(client, "herald_slow_disconnects_total") == slow_before + 1
+        # Every event reached `reader`; the stalled one got some until it ended.
+        delivered = await metric(client, "herald_deliveries_total") - delivered_before
+        assert len(sent) < delivered < 2 * len(sent)
 
         late = SseStream(stalled)
         got = []
