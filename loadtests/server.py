@@ -20,6 +20,8 @@ from pathlib import Path
 
 from proctree import ProcessTree
 
+from service.lifeline import end_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 # Never through a proxy: the bench talks to loopback only.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -76,8 +78,10 @@ class HeraldServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 # A Ctrl-C of the bench must not reach the server before the
-                # bench has closed its clients; the bench stops it itself.
+                # bench has closed its clients; the bench stops it itself,
+                # and if the bench is killed outright the server ends too.
                 start_new_session=True,
+                preexec_fn=end_with_parent,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
