@@ -280,7 +280,9 @@ async def publish(
     """
     out = Published(per_topic=[0] * len(topics))
     jobs = iter(range(math.ceil(events / batch)))
-    started = time.perf_counter() + 0.01
+    # Paced runs start their clock a moment ahead, so that every sender is
+    # ready by then; unpaced ones start sending at once.
+    started = time.perf_counter() + (0.01 if rate > 0 else 0.0)
 
     async def sender() -> None:
         http = Http(target)
