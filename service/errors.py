@@ -30,6 +30,11 @@ class BrokerUnavailable(HeraldError):
     """The broker cannot take or serve events right now; retrying later may work."""
 
 
+class PublishUnconfirmed(BrokerUnavailable):
+    """Events went to the broker but were not acknowledged in time, so they may
+    be stored: only a retry with the same Idempotency-Key is safe."""
+
+
 class CloseCode(enum.IntEnum):
     """WebSocket close codes (RFC 6455 section 7.4.1) that Herald sends."""
 

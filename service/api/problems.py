@@ -14,7 +14,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
-from ..errors import BrokerUnavailable, InvalidInput
+from ..errors import BrokerUnavailable, InvalidInput, PublishUnconfirmed
 
 log = logging.getLogger("herald.api")
 # RFC 9457's default type: the status code says it all.
@@ -34,6 +34,17 @@ def _from_invalid(exc: InvalidInput) -> ProblemDetailsException:
         title=_title(exc.status),
         detail=f"{exc.field}: {exc.detail}",
         extra={"field": exc.field},
+        type_=_TYPE,
+    )
+
+
+def _from_unconfirmed(exc: PublishUnconfirmed) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=504,
+        title=_title(504),
+        detail=f"{exc}: the event may be stored; retry with the same "
+        "Idempotency-Key to store it once",
+        headers={"Retry-After": "2"},
         type_=_TYPE,
     )
 
@@ -89,6 +100,7 @@ def plugin() -> ProblemDetailsPlugin:
         ProblemDetailsConfig(
             exception_to_problem_detail_map={
                 InvalidInput: _from_invalid,
+                PublishUnconfirmed: _from_unconfirmed,
                 BrokerUnavailable: _from_unavailable,
                 HTTPException: _from_http,
             }

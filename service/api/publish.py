@@ -26,6 +26,10 @@ IdempotencyKey = Annotated[
 ]
 
 
+# Message ids for NATS dedup: "t:<topic>:<key>" for a single publish,
+# "b:<index>:<key>" for a batch's events. Topics hold no ":" and indexes are
+# digits, so no key of one kind can collide with the other (keys may hold
+# any visible character).
 def _key(value: str | None) -> str | None:
     if value is None:
         return None
@@ -80,7 +84,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         key = _key(idempotency_key)
         msg = decode(await request.body(), PublishBody)
         body = event_body(topic, msg.type, msg.data, settings.max_event_bytes)
-        draft = Draft(topic, body, f"{topic}/{key}" if key else None)
+        draft = Draft(topic, body, f"t:{topic}:{key}" if key else None)
         [published] = await rt.broker.publish([draft])
         _check_replay(published, draft)
         return _answer(published.event.summary(), published.duplicate)
@@ -114,7 +118,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
                     settings.max_event_bytes,
                     f"[{i}].",
                 ),
-                f"batch/{key}/{i}" if key else None,
+                f"b:{i}:{key}" if key else None,
             )
             for i, item in enumerate(items)
         ]

@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from ..cursor import make_epoch
-from ..errors import BrokerUnavailable
+from ..errors import BrokerUnavailable, PublishUnconfirmed
 from ..event import Event
 from ..topics import minimal_patterns, overlap, pattern_matches
 from .base import Bounds, Draft, LiveHandler, Published, Retention
@@ -156,19 +156,25 @@ class NatsBroker:
 
         # Publishes from one connection are stored in the order sent, so the
         # batch is pipelined and the acks awaited together.
+        futures = []
         try:
-            futures = [
-                await self.js.publish_async(
-                    self._prefix + d.topic,
-                    d.body,
-                    headers={"Nats-Msg-Id": d.msg_id} if d.msg_id else None,
+            for d in drafts:
+                headers = {"Nats-Msg-Id": d.msg_id} if d.msg_id else None
+                futures.append(
+                    await self.js.publish_async(
+                        self._prefix + d.topic, d.body, headers=headers
+                    )
                 )
-                for d in drafts
-            ]
             async with asyncio.timeout(_TIMEOUT):
                 acks = [await future for future in futures]
         except (TimeoutError, nats.errors.Error, OSError) as exc:
-            raise BrokerUnavailable(f"publish failed: {exc}") from exc
+            reason = str(exc) or type(exc).__name__
+            if futures:
+                # Sent, so perhaps stored: "not taken" would be a lie.
+                raise PublishUnconfirmed(
+                    f"no acknowledgement from NATS within {_TIMEOUT:g} s ({reason})"
+                ) from exc
+            raise BrokerUnavailable(f"publish failed: {reason}") from exc
 
         out = []
         for draft, ack in zip(drafts, acks, strict=True):

@@ -15,7 +15,13 @@ from typing import Any
 from ..broker import Draft
 from ..connection import Connection
 from ..cursor import Cursor
-from ..errors import BrokerUnavailable, CloseCode, EndReason, InvalidInput
+from ..errors import (
+    BrokerUnavailable,
+    CloseCode,
+    EndReason,
+    InvalidInput,
+    PublishUnconfirmed,
+)
 from ..event import Event, encode
 from ..hub import InstanceFull
 from ..protocol import (
@@ -172,6 +178,8 @@ class Session:
             if ref is None:
                 ref = ref_of(frame)
             await self.error(ref, exc.status, f"{exc.field}: {exc.detail}")
+        except PublishUnconfirmed as exc:
+            await self.error(ref, 504, f"{exc}: the event may be stored")
         except BrokerUnavailable as exc:
             await self.error(ref, 503, str(exc))
         except InstanceFull:

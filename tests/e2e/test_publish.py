@@ -209,3 +209,32 @@ async def test_200_kb_event_arrives_whole_on_every_transport(roomy: Herald) -> N
         [polled] = poll.json()["events"]
         assert polled["id"] == stored["id"]
         assert polled["data"] == data
+
+
+async def test_single_and_batch_keys_never_collide(herald: Herald) -> None:
+    # Once, a single publish to topic `batch` with key `k/0` and a batch with
+    # key `k` shared a dedup id, and the batch's first event was dropped.
+    key = fresh_topic("k")
+    topic = fresh_topic("pub.collide")
+    async with http(herald) as client, sse(client, topic) as stream:
+        single = await client.post(
+            "/v1/topics/batch/events",
+            json={"data": "single"},
+            headers={"Idempotency-Key": f"{key}/0"},
+        )
+        assert single.status_code == 201, single.text
+        batch = await client.post(
+            "/v1/events",
+            json=[
+                {"topic": topic, "data": "first"},
+                {"topic": topic, "data": "second"},
+            ],
+            headers={"Idempotency-Key": key},
+        )
+        assert batch.status_code == 201, batch.text
+        assert "idempotent-replayed" not in batch.headers
+        stored = [s["id"] for s in batch.json()]
+        assert single.json()["id"] not in stored
+        got = [await stream.next() for _ in stored]
+        assert [m.id for m in got] == stored
+        assert [msgspec.json.decode(m.data)["data"] for m in got] == ["first", "second"]
