@@ -7,6 +7,7 @@ coroutine switch, and the client stays cheap next to the server it measures.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 from typing import cast
 
@@ -29,7 +30,7 @@ def parse_head(raw: bytes) -> tuple[int, dict[bytes, bytes]]:
     return status, headers
 
 
-class Stream(asyncio.Protocol):
+class Stream(asyncio.Protocol, abc.ABC):
     """Send `request` on connect, accept the answer's head, stream its body.
 
     `opened` resolves once the head is in and `accept` took it; `ended` once
@@ -75,9 +76,9 @@ class Stream(asyncio.Protocol):
         if status != 200:
             raise HttpError(status)
 
+    @abc.abstractmethod
     def received(self, data: bytes) -> None:
         """Take the next body bytes."""
-        raise NotImplementedError
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the stream, with `error` unless it ended cleanly."""
