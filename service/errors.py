@@ -32,7 +32,8 @@ class BrokerUnavailable(HeraldError):
 
 class PublishUnconfirmed(BrokerUnavailable):
     """Events went to the broker but were not acknowledged in time, so they may
-    be stored: only a retry with the same Idempotency-Key is safe."""
+    be stored: only a retry with the same Idempotency-Key is safe. The message
+    says so, for every transport to pass on as it is."""
 
 
 class CloseCode(enum.IntEnum):

@@ -42,8 +42,7 @@ def _from_unconfirmed(exc: PublishUnconfirmed) -> ProblemDetailsException:
     return ProblemDetailsException(
         status_code=504,
         title=_title(504),
-        detail=f"{exc}: the event may be stored; retry with the same "
-        "Idempotency-Key to store it once",
+        detail=str(exc),
         headers={"Retry-After": "2"},
         type_=_TYPE,
     )

@@ -172,7 +172,9 @@ class NatsBroker:
             if futures:
                 # Sent, so perhaps stored: "not taken" would be a lie.
                 raise PublishUnconfirmed(
-                    f"no acknowledgement from NATS within {_TIMEOUT:g} s ({reason})"
+                    f"no acknowledgement from NATS within {_TIMEOUT:g} s ({reason}): "
+                    "the event may be stored; retry with the same Idempotency-Key "
+                    "to store it once"
                 ) from exc
             raise BrokerUnavailable(f"publish failed: {reason}") from exc
 

@@ -179,7 +179,7 @@ class Session:
                 ref = ref_of(frame)
             await self.error(ref, exc.status, f"{exc.field}: {exc.detail}")
         except PublishUnconfirmed as exc:
-            await self.error(ref, 504, f"{exc}: the event may be stored")
+            await self.error(ref, 504, str(exc))
         except BrokerUnavailable as exc:
             await self.error(ref, 503, str(exc))
         except InstanceFull:
